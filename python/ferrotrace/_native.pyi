@@ -1,0 +1,42 @@
+"""Type stubs for ferrotrace's compiled core (hand-written; keep in step with src/api/)."""
+
+from collections.abc import Callable
+from types import FrameType, TracebackType
+from typing import Any
+
+TraceFunction = Callable[[FrameType, str, Any], "TraceFunction | None"]
+
+__version__: str
+
+class FerrotraceError(RuntimeError):
+    """An error raised by ferrotrace itself."""
+
+def settrace(function: TraceFunction | None, /) -> None:
+    """Set the calling thread's trace function, as ``sys.settrace`` does."""
+
+def gettrace() -> TraceFunction | None:
+    """The calling thread's trace function (the very object that was set), or None."""
+
+def settrace_all_threads(function: TraceFunction | None, /) -> None:
+    """Set the trace function of every running thread and of threads started later."""
+
+def _settraceallthreads(function: TraceFunction | None, /) -> None:
+    """Set the trace function of every running thread (``sys._settraceallthreads``)."""
+
+def _dispatch_count() -> int:
+    """Events ferrotrace's trampoline has received in this process (a testing aid)."""
+
+class tracing:
+    """Context manager: trace the calling thread with ``function`` inside the block."""
+
+    def __init__(self, function: TraceFunction | None) -> None: ...
+    @property
+    def function(self) -> TraceFunction | None: ...
+    def __enter__(self) -> tracing: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> bool: ...

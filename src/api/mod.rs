@@ -1,0 +1,5 @@
+//! What Python sees of the engine: `settrace`, `gettrace`, the all-threads variants and the
+//! `tracing` context manager. All are native so that calling them from traced code generates
+//! no trace events of its own, exactly as calling `sys.settrace` does.
+
+pub mod tracefunc;

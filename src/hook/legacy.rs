@@ -1,0 +1,159 @@
+//! The native trace trampoline: CPython calls it for every trace event of a thread whose
+//! trace function was set by ferrotrace, and it calls the user's Python function with
+//! `sys.settrace`'s exact rules (see `crate::protocol`).
+//!
+//! The registered object (`obj`) is the user's function itself, so `sys.gettrace()` and
+//! `ferrotrace.gettrace()` return it unwrapped.
+
+use std::ffi::c_int;
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+
+use crate::bindings::{frame, threadstate};
+use crate::protocol::{self, LocalUpdate, Receiver, TraceEvent, ALL_EVENTS};
+
+/// The interned event names, in `PyTrace_*` order (the same objects as `'call'` literals).
+static EVENT_NAMES: OnceLock<Vec<Py<PyString>>> = OnceLock::new();
+
+/// Events received by the trampoline. Only written with the GIL held, so a plain load and
+/// store (no atomic read-modify-write on the hot path) cannot lose counts.
+static DISPATCHED: AtomicU64 = AtomicU64::new(0);
+
+/// How many events the trampoline has received in this process.
+pub fn dispatch_count() -> u64 {
+    DISPATCHED.load(Ordering::Relaxed)
+}
+
+/// Prepares what the trampoline reads on every event. Called once, at import.
+pub fn prepare(py: Python<'_>) {
+    EVENT_NAMES.get_or_init(|| {
+        ALL_EVENTS
+            .iter()
+            .map(|event| PyString::intern(py, event.name()).unbind())
+            .collect()
+    });
+    threadstate::prepare();
+}
+
+/// Sets `func` as the calling thread's trace function (None removes it).
+pub fn set_trace(py: Python<'_>, func: &Bound<'_, PyAny>) -> PyResult<()> {
+    let hook = if func.is_none() { None } else { Some(trace_trampoline as ffi::Py_tracefunc) };
+    threadstate::set_current_thread(py, hook, func.as_ptr())
+}
+
+/// Sets `func` as the trace function of every thread that exists now.
+pub fn set_trace_all_threads(py: Python<'_>, func: &Bound<'_, PyAny>) -> PyResult<()> {
+    let hook = if func.is_none() { None } else { Some(trace_trampoline as ffi::Py_tracefunc) };
+    threadstate::set_all_threads(py, hook, func.as_ptr())
+}
+
+/// The `Py_tracefunc` ferrotrace registers. Never unwinds into CPython.
+///
+/// # Safety
+/// Called by CPython only, with the GIL held, a live frame and `obj` as registered.
+pub unsafe extern "C" fn trace_trampoline(
+    obj: *mut ffi::PyObject,
+    frame: *mut ffi::PyFrameObject,
+    what: c_int,
+    arg: *mut ffi::PyObject,
+) -> c_int {
+    // SAFETY: the caller's guarantees are passed on unchanged.
+    let dispatched = panic::catch_unwind(AssertUnwindSafe(|| unsafe {
+        dispatch(obj, frame, what, arg)
+    }));
+    match dispatched {
+        Ok(status) => status,
+        Err(_) => {
+            // A bug in ferrotrace: stop tracing this thread and raise rather than abort.
+            // SAFETY: the GIL is held.
+            unsafe {
+                threadstate::disable_current_thread_after_error();
+                ffi::PyErr_SetString(
+                    ffi::PyExc_SystemError,
+                    c"ferrotrace: internal error in the trace trampoline; tracing was turned off"
+                        .as_ptr(),
+                );
+            }
+            -1
+        }
+    }
+}
+
+unsafe fn dispatch(
+    obj: *mut ffi::PyObject,
+    frame: *mut ffi::PyFrameObject,
+    what: c_int,
+    arg: *mut ffi::PyObject,
+) -> c_int {
+    DISPATCHED.store(DISPATCHED.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    let Some(event) = TraceEvent::from_what(what) else {
+        return 0;
+    };
+    let callback = match event.receiver() {
+        Receiver::Global => obj,
+        Receiver::Local => frame::f_trace(frame),
+    };
+    if callback.is_null() {
+        return 0;
+    }
+
+    let result = call_trace_function(callback, frame, what, arg);
+    match protocol::local_update(result.is_null(), result == ffi::Py_None()) {
+        LocalUpdate::DisableAndClear => {
+            threadstate::disable_current_thread_after_error();
+            frame::clear_f_trace(frame);
+            -1
+        }
+        LocalUpdate::Keep => {
+            ffi::Py_DECREF(result);
+            0
+        }
+        LocalUpdate::Replace => {
+            frame::replace_f_trace(frame, result);
+            0
+        }
+    }
+}
+
+/// Calls `callback(frame, event, arg)`; returns a new reference, or null with an exception.
+#[inline(always)]
+unsafe fn call_trace_function(
+    callback: *mut ffi::PyObject,
+    frame: *mut ffi::PyFrameObject,
+    what: c_int,
+    arg: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    let Some(name) = EVENT_NAMES.get().and_then(|names| names.get(what as usize)) else {
+        ffi::PyErr_SetString(
+            ffi::PyExc_SystemError,
+            c"ferrotrace: trace event before the module was initialised".as_ptr(),
+        );
+        return ptr::null_mut();
+    };
+    let arg = if arg.is_null() { ffi::Py_None() } else { arg };
+    let args = [frame.cast::<ffi::PyObject>(), name.as_ptr(), arg];
+
+    // 3.11 keeps `f_locals` as a snapshot: refresh it if a previous event made one, and write
+    // edits back after the call, so `frame.f_locals[...] = v` in a tracer sticks (pdb's `!x = 1`).
+    #[cfg(not(Py_3_13))]
+    if frame::fast_as_locals(frame) && ffi::PyFrame_FastToLocalsWithError(frame) < 0 {
+        return ptr::null_mut();
+    }
+
+    let result = ffi::PyObject_Vectorcall(callback, args.as_ptr(), 3, ptr::null_mut());
+
+    #[cfg(not(Py_3_13))]
+    {
+        ffi::PyFrame_LocalsToFast(frame, 1);
+        if result.is_null() {
+            ffi::PyTraceBack_Here(frame);
+        }
+    }
+    result
+}

@@ -1,0 +1,21 @@
+//! ferrotrace: CPython's trace-function system, natively. This file only registers;
+//! see ARCHITECTURE.md for how an event travels from CPython to a trace function.
+
+pub mod api;
+pub mod bindings;
+pub mod errors;
+pub mod hook;
+pub mod protocol;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+#[pyo3(name = "_native")]
+fn native_module(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = module.py();
+    bindings::frame::verify_layout(py)?;
+    api::tracefunc::register(module)?;
+    module.add("FerrotraceError", py.get_type::<errors::FerrotraceError>())?;
+    module.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
