@@ -1,0 +1,69 @@
+# ferrotrace: `make demo` and `make test` are all a fresh machine needs (see README).
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PY311 ?= python3.11
+VENV := .venv
+VENV313 := .venv313
+CACHE ?= $(HOME)/.cache/ferrotrace
+export FERROTRACE_CACHE := $(CACHE)
+# Build and unit-test the crate against 3.11 unless told otherwise.
+export PYO3_PYTHON ?= $(shell command -v $(PY311))
+
+.PHONY: help demo test lint rust-test py-test py-test-311 py-test-313 conformance \
+        build build-311 build-313 bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*## "} {printf "  make %-14s %s\n", $$1, $$2}'
+
+$(VENV)/bin/python: requirements-dev.txt
+	$(PY311) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	touch $@
+
+$(VENV313)/bin/python: requirements-test.txt scripts/provide-python313.sh
+	py=$$(scripts/provide-python313.sh | tail -n 1) && "$$py" -m venv --clear $(VENV313)
+	$(VENV313)/bin/pip install -q -r requirements-test.txt
+	touch $@
+
+build-311: $(VENV)/bin/python ## Build the extension for 3.11 and install it into .venv
+	CARGO_TARGET_DIR=target/py311 $(VENV)/bin/maturin build --release -q \
+	  -i $(VENV)/bin/python --out target/wheels/py311
+	$(VENV)/bin/pip install -q --force-reinstall --no-deps target/wheels/py311/ferrotrace-*-cp311-*.whl
+
+build-313: $(VENV)/bin/python $(VENV313)/bin/python ## Build CPython 3.13 if needed, then the extension into .venv313
+	CARGO_TARGET_DIR=target/py313 PYO3_PYTHON=$(abspath $(VENV313))/bin/python \
+	  $(VENV)/bin/maturin build --release -q -i $(VENV313)/bin/python --out target/wheels/py313
+	$(VENV313)/bin/pip install -q --force-reinstall --no-deps target/wheels/py313/ferrotrace-*-cp313-*.whl
+
+build: build-311 build-313 ## Build and install for both interpreters
+
+demo: build-311 ## Trace the bundled example and show its events
+	$(VENV)/bin/python examples/demo.py
+
+lint: $(VENV)/bin/python ## cargo fmt --check, clippy -D warnings, ruff
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+	$(VENV)/bin/ruff check python tests benchmarks examples
+	$(VENV)/bin/ruff format --check python tests benchmarks examples
+
+rust-test: ## Rust unit tests
+	cargo test --quiet
+
+py-test-311: build-311 ## pytest on 3.11
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+py-test-313: build-313 ## pytest on 3.13
+	$(VENV313)/bin/python -m pytest $(PYTEST_ARGS)
+
+py-test: py-test-311 py-test-313
+
+test: lint rust-test py-test ## Everything CI runs
+
+bench: build ## Overhead ratios on both interpreters (not a test; takes minutes)
+	$(VENV)/bin/python benchmarks/run.py --python $(VENV)/bin/python --python $(VENV313)/bin/python
+
+clean: ## Remove build output and venvs (keeps the CPython 3.13 cache)
+	rm -rf target $(VENV) $(VENV313) dist
