@@ -111,7 +111,16 @@ mod tests {
         let names: Vec<_> = ALL_EVENTS.iter().map(|e| e.name()).collect();
         assert_eq!(
             names,
-            ["call", "exception", "line", "return", "c_call", "c_exception", "c_return", "opcode"]
+            [
+                "call",
+                "exception",
+                "line",
+                "return",
+                "c_call",
+                "c_exception",
+                "c_return",
+                "opcode"
+            ]
         );
     }
 

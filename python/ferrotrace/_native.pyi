@@ -24,7 +24,7 @@ def _settraceallthreads(function: TraceFunction | None, /) -> None:
     """Set the trace function of every running thread (``sys._settraceallthreads``)."""
 
 def _dispatch_count() -> int:
-    """Events ferrotrace's trampoline has received in this process (a testing aid)."""
+    """Events ferrotrace delivered to a trace function in this process (a testing aid)."""
 
 class tracing:
     """Context manager: trace the calling thread with ``function`` inside the block."""

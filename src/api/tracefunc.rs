@@ -74,7 +74,7 @@ pub fn settrace_all_threads(py: Python<'_>, function: &Bound<'_, PyAny>) -> PyRe
 /// _dispatch_count()
 /// --
 ///
-/// How many events ferrotrace's trampoline has received in this process (a testing aid: it
+/// How many events ferrotrace's trampoline has delivered to a trace function in this process (a testing aid: it
 /// proves that ferrotrace, not CPython's own trampoline, dispatched them).
 #[pyfunction]
 pub fn _dispatch_count() -> u64 {

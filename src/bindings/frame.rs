@@ -86,7 +86,9 @@ pub fn verify_layout(py: Python<'_>) -> Result<(), CoreError> {
 fn check_layout(py: Python<'_>) -> PyResult<Result<(), CoreError>> {
     let frame = py.import("sys")?.getattr("_getframe")?.call0()?;
     if !frame.get_type().name()?.to_str()?.eq("frame") {
-        return Ok(Err(CoreError::FrameLayout("sys._getframe() is not a frame".into())));
+        return Ok(Err(CoreError::FrameLayout(
+            "sys._getframe() is not a frame".into(),
+        )));
     }
     let raw: *mut ffi::PyFrameObject = frame.as_ptr().cast();
     let saved_trace = frame.getattr("f_trace")?;

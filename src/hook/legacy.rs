@@ -21,11 +21,11 @@ use crate::protocol::{self, LocalUpdate, Receiver, TraceEvent, ALL_EVENTS};
 /// The interned event names, in `PyTrace_*` order (the same objects as `'call'` literals).
 static EVENT_NAMES: OnceLock<Vec<Py<PyString>>> = OnceLock::new();
 
-/// Events received by the trampoline. Only written with the GIL held, so a plain load and
+/// Events the trampoline delivered to a trace function. Only written with the GIL held, so a plain load and
 /// store (no atomic read-modify-write on the hot path) cannot lose counts.
 static DISPATCHED: AtomicU64 = AtomicU64::new(0);
 
-/// How many events the trampoline has received in this process.
+/// How many events the trampoline has delivered to a trace function in this process.
 pub fn dispatch_count() -> u64 {
     DISPATCHED.load(Ordering::Relaxed)
 }
@@ -43,13 +43,21 @@ pub fn prepare(py: Python<'_>) {
 
 /// Sets `func` as the calling thread's trace function (None removes it).
 pub fn set_trace(py: Python<'_>, func: &Bound<'_, PyAny>) -> PyResult<()> {
-    let hook = if func.is_none() { None } else { Some(trace_trampoline as ffi::Py_tracefunc) };
+    let hook = if func.is_none() {
+        None
+    } else {
+        Some(trace_trampoline as ffi::Py_tracefunc)
+    };
     threadstate::set_current_thread(py, hook, func.as_ptr())
 }
 
 /// Sets `func` as the trace function of every thread that exists now.
 pub fn set_trace_all_threads(py: Python<'_>, func: &Bound<'_, PyAny>) -> PyResult<()> {
-    let hook = if func.is_none() { None } else { Some(trace_trampoline as ffi::Py_tracefunc) };
+    let hook = if func.is_none() {
+        None
+    } else {
+        Some(trace_trampoline as ffi::Py_tracefunc)
+    };
     threadstate::set_all_threads(py, hook, func.as_ptr())
 }
 
@@ -91,7 +99,6 @@ unsafe fn dispatch(
     what: c_int,
     arg: *mut ffi::PyObject,
 ) -> c_int {
-    DISPATCHED.store(DISPATCHED.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
     let Some(event) = TraceEvent::from_what(what) else {
         return 0;
     };
@@ -102,6 +109,10 @@ unsafe fn dispatch(
     if callback.is_null() {
         return 0;
     }
+    DISPATCHED.store(
+        DISPATCHED.load(Ordering::Relaxed).wrapping_add(1),
+        Ordering::Relaxed,
+    );
 
     let result = call_trace_function(callback, frame, what, arg);
     match protocol::local_update(result.is_null(), result == ffi::Py_None()) {
