@@ -249,3 +249,33 @@ def test_exception_class_is_exported():
 
 def test_version_is_a_string():
     assert isinstance(ferrotrace.__version__, str) and ferrotrace.__version__
+
+
+def traceback_names_when_tracer_raises(settrace, event_kind):
+    def tracer(frame, event, arg):
+        if frame.f_code is target.__code__ and event == event_kind:
+            raise LookupError(event_kind)
+        return tracer
+
+    settrace(tracer)
+    try:
+        target(1)
+    except LookupError as exc:
+        tb, names = exc.__traceback__, []
+        while tb is not None:
+            names.append(
+                (tb.tb_frame.f_code.co_name, tb.tb_lineno - tb.tb_frame.f_code.co_firstlineno)
+            )
+            tb = tb.tb_next
+        return names
+    finally:
+        settrace(None)
+    raise AssertionError("the tracer's exception did not propagate")
+
+
+@pytest.mark.parametrize("event_kind", ["call", "line", "return"])
+def test_traceback_of_a_tracer_error_matches_sys_settrace(event_kind):
+    stock = traceback_names_when_tracer_raises(sys.settrace, event_kind)
+    ours = traceback_names_when_tracer_raises(ferrotrace.settrace, event_kind)
+    assert ours == stock
+    assert ("tracer", 2) in ours

@@ -152,6 +152,8 @@ unsafe fn call_trace_function(
 
     // 3.11 keeps `f_locals` as a snapshot: refresh it if a previous event made one, and write
     // edits back after the call, so `frame.f_locals[...] = v` in a tracer sticks (pdb's `!x = 1`).
+    // (Early 3.11 releases also added the frame to the traceback of a tracer's error; 3.11.7,
+    // like 3.13, does not, and the eval loop adds it once.)
     #[cfg(not(Py_3_13))]
     if frame::fast_as_locals(frame) && ffi::PyFrame_FastToLocalsWithError(frame) < 0 {
         return ptr::null_mut();
@@ -160,11 +162,6 @@ unsafe fn call_trace_function(
     let result = ffi::PyObject_Vectorcall(callback, args.as_ptr(), 3, ptr::null_mut());
 
     #[cfg(not(Py_3_13))]
-    {
-        ffi::PyFrame_LocalsToFast(frame, 1);
-        if result.is_null() {
-            ffi::PyTraceBack_Here(frame);
-        }
-    }
+    ffi::PyFrame_LocalsToFast(frame, 1);
     result
 }
