@@ -215,16 +215,26 @@ def test_settrace_all_threads_reaches_running_and_future_threads():
     assert names == {"running", "later", "MainThread"}
 
 
-def test_audit_hook_veto_raises_like_sys_settrace():
+def test_audit_events_and_vetoes_match_sys_settrace():
     # Audit hooks cannot be removed, so this runs in its own interpreter.
     script = textwrap.dedent(
         """
         import sys, ferrotrace
+        seen = []
+        veto = False
         def hook(event, args):
             if event == "sys.settrace":
-                raise RuntimeError("vetoed")
+                seen.append(event)
+                if veto:
+                    raise RuntimeError("vetoed")
         sys.addaudithook(hook)
         results = []
+        for setter in (sys.settrace, ferrotrace.settrace):
+            seen.clear()
+            setter(lambda *a: None)
+            setter(None)
+            results.append(len(seen))
+        veto = True
         for setter in (sys.settrace, ferrotrace.settrace):
             try:
                 setter(lambda *a: None)
@@ -237,7 +247,7 @@ def test_audit_hook_veto_raises_like_sys_settrace():
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     ).stdout
-    assert out.strip() == "['vetoed', None, 'vetoed', None]"
+    assert out.strip() == "[2, 2, 'vetoed', None, 'vetoed', None]"
 
 
 def test_exception_class_is_exported():

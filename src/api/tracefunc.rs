@@ -4,6 +4,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyModule, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
+use crate::bindings::threadstate;
 use crate::errors::CoreError;
 use crate::hook::legacy;
 
@@ -14,14 +15,11 @@ static SYS_GETTRACE: OnceLock<Py<PyAny>> = OnceLock::new();
 pub fn prepare(py: Python<'_>) -> PyResult<()> {
     let sys = py.import("sys")?;
     let gettrace = sys.getattr("gettrace")?;
-    let is_builtin = gettrace.get_type().name()?.to_str()? == "builtin_function_or_method"
-        && gettrace.getattr("__self__")?.is(&sys);
-    if !is_builtin {
+    if !threadstate::is_sys_builtin(&sys, &gettrace)? {
         return Err(CoreError::SysFunction("gettrace").into());
     }
     let _ = SYS_GETTRACE.set(gettrace.unbind());
-    legacy::prepare(py);
-    Ok(())
+    legacy::prepare(py)
 }
 
 /// settrace(function, /)

@@ -1,10 +1,14 @@
 //! Installing a `Py_tracefunc` on a thread state, with `sys.settrace`'s own error behaviour.
 //!
 //! `sys.settrace` calls CPython's `_PyEval_SetTrace`, which raises when an audit hook vetoes
-//! the change; the public `PyEval_SetTrace` reports that error as unraisable instead. The
-//! private function is exported by 3.11 and (as a plain symbol) by later builds, so it is
-//! looked up once at import; where it is absent the public route is used, with the audit
-//! done first so that a veto still raises.
+//! the change; the public `PyEval_SetTrace` reports that error as unraisable instead.
+//! - 3.11 exports `_PyEval_SetTrace`: it is looked up once at import and called directly.
+//! - 3.13 does not export it. There ferrotrace calls CPython's own `sys.settrace` (one audit
+//!   event, errors raised, `sys.monitoring` set up) and then points the thread state's
+//!   `c_tracefunc` (a field of the public `struct _ts`) at ferrotrace's trampoline, after
+//!   checking that `c_traceobj` beside it holds the function just set.
+//! - Anywhere else (or if that check fails): audit first so a veto raises, then
+//!   `PyEval_SetTrace`, which audits a second time.
 
 use std::ffi::{c_char, c_int};
 use std::ptr;
@@ -12,6 +16,7 @@ use std::sync::OnceLock;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::types::PyModule;
 
 type PrivateSetTrace = unsafe extern "C" fn(
     *mut ffi::PyThreadState,
@@ -24,6 +29,34 @@ extern "C" {
 }
 
 static PRIVATE_SET_TRACE: OnceLock<Option<PrivateSetTrace>> = OnceLock::new();
+
+/// CPython's own `sys.settrace`, captured at import (3.13 route, see the module comment).
+#[cfg(Py_3_13)]
+static SYS_SETTRACE: OnceLock<Py<PyAny>> = OnceLock::new();
+
+/// The leading fields of CPython 3.13's `struct _ts` (`Include/cpython/pystate.h`).
+#[cfg(Py_3_13)]
+#[repr(C)]
+struct ThreadStateHead {
+    prev: *mut ffi::PyThreadState,
+    next: *mut ffi::PyThreadState,
+    interp: *mut ffi::PyInterpreterState,
+    eval_breaker: usize,
+    status: u32,
+    whence: c_int,
+    state: c_int,
+    py_recursion_remaining: c_int,
+    py_recursion_limit: c_int,
+    c_recursion_remaining: c_int,
+    recursion_headroom: c_int,
+    tracing: c_int,
+    what_event: c_int,
+    current_frame: *mut std::ffi::c_void,
+    c_profilefunc: Option<ffi::Py_tracefunc>,
+    c_tracefunc: Option<ffi::Py_tracefunc>,
+    c_profileobj: *mut ffi::PyObject,
+    c_traceobj: *mut ffi::PyObject,
+}
 
 fn private_set_trace() -> Option<PrivateSetTrace> {
     *PRIVATE_SET_TRACE.get_or_init(|| {
@@ -39,9 +72,57 @@ fn private_set_trace() -> Option<PrivateSetTrace> {
     })
 }
 
-/// Resolves the private setter now, so the first trace event does not pay for `dlsym`.
-pub fn prepare() {
+/// Resolves what the setters need, once, at import.
+pub fn prepare(py: Python<'_>) -> PyResult<()> {
     let _ = private_set_trace();
+    #[cfg(Py_3_13)]
+    {
+        let sys = py.import("sys")?;
+        let settrace = sys.getattr("settrace")?;
+        if is_sys_builtin(&sys, &settrace)? {
+            let _ = SYS_SETTRACE.set(settrace.unbind());
+        }
+    }
+    let _ = py;
+    Ok(())
+}
+
+/// Whether `function` is one of the `sys` module's own builtins (not a replacement).
+pub fn is_sys_builtin(sys: &Bound<'_, PyModule>, function: &Bound<'_, PyAny>) -> PyResult<bool> {
+    Ok(
+        function.get_type().name()?.to_str()? == "builtin_function_or_method"
+            && function.getattr("__self__")?.is(sys),
+    )
+}
+
+/// 3.13: lets CPython's `sys.settrace` install `obj`, then swaps its trampoline for `func`.
+/// Returns Ok(false) when this route is not available, having changed nothing.
+#[cfg(Py_3_13)]
+fn set_through_sys_settrace(
+    py: Python<'_>,
+    func: Option<ffi::Py_tracefunc>,
+    function: &Bound<'_, PyAny>,
+) -> PyResult<bool> {
+    let Some(sys_settrace) = SYS_SETTRACE.get() else {
+        return Ok(false);
+    };
+    if func.is_none() {
+        sys_settrace.bind(py).call1((py.None(),))?;
+        return Ok(true);
+    }
+    sys_settrace.bind(py).call1((function,))?;
+    let obj = function.as_ptr();
+    // SAFETY: the GIL is held, so this thread's state is live and not changing under us.
+    unsafe {
+        let tstate = ffi::PyThreadState_Get().cast::<ThreadStateHead>();
+        if (*tstate).c_traceobj == obj && (*tstate).c_tracefunc.is_some() {
+            (*tstate).c_tracefunc = func;
+            return Ok(true);
+        }
+    }
+    // The layout is not what this build expects: undo, and let the caller take the public route.
+    sys_settrace.bind(py).call1((py.None(),))?;
+    Ok(false)
 }
 
 /// Sets (or with `func` None, removes) the calling thread's trace function, exactly as
@@ -49,9 +130,17 @@ pub fn prepare() {
 pub fn set_current_thread(
     py: Python<'_>,
     func: Option<ffi::Py_tracefunc>,
-    obj: *mut ffi::PyObject,
+    function: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    let obj = if func.is_some() { obj } else { ptr::null_mut() };
+    let obj = if func.is_some() {
+        function.as_ptr()
+    } else {
+        ptr::null_mut()
+    };
+    #[cfg(Py_3_13)]
+    if private_set_trace().is_none() && set_through_sys_settrace(py, func, function)? {
+        return Ok(());
+    }
     // SAFETY: the GIL is held; `obj` is a live object or null.
     unsafe {
         match private_set_trace() {
@@ -90,9 +179,13 @@ pub unsafe fn disable_current_thread_after_error() {
 pub fn set_all_threads(
     py: Python<'_>,
     func: Option<ffi::Py_tracefunc>,
-    obj: *mut ffi::PyObject,
+    function: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    let obj = if func.is_some() { obj } else { ptr::null_mut() };
+    let obj = if func.is_some() {
+        function.as_ptr()
+    } else {
+        ptr::null_mut()
+    };
     #[cfg(Py_3_12)]
     {
         let _ = py;

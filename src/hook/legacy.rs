@@ -31,14 +31,14 @@ pub fn dispatch_count() -> u64 {
 }
 
 /// Prepares what the trampoline reads on every event. Called once, at import.
-pub fn prepare(py: Python<'_>) {
+pub fn prepare(py: Python<'_>) -> PyResult<()> {
     EVENT_NAMES.get_or_init(|| {
         ALL_EVENTS
             .iter()
             .map(|event| PyString::intern(py, event.name()).unbind())
             .collect()
     });
-    threadstate::prepare();
+    threadstate::prepare(py)
 }
 
 /// Sets `func` as the calling thread's trace function (None removes it).
@@ -48,7 +48,7 @@ pub fn set_trace(py: Python<'_>, func: &Bound<'_, PyAny>) -> PyResult<()> {
     } else {
         Some(trace_trampoline as ffi::Py_tracefunc)
     };
-    threadstate::set_current_thread(py, hook, func.as_ptr())
+    threadstate::set_current_thread(py, hook, func)
 }
 
 /// Sets `func` as the trace function of every thread that exists now.
@@ -58,7 +58,7 @@ pub fn set_trace_all_threads(py: Python<'_>, func: &Bound<'_, PyAny>) -> PyResul
     } else {
         Some(trace_trampoline as ffi::Py_tracefunc)
     };
-    threadstate::set_all_threads(py, hook, func.as_ptr())
+    threadstate::set_all_threads(py, hook, func)
 }
 
 /// The `Py_tracefunc` ferrotrace registers. Never unwinds into CPython.
