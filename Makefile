@@ -60,6 +60,10 @@ py-test-313: build-313 ## pytest on 3.13
 
 py-test: py-test-311 py-test-313
 
+conformance: build ## Only CPython's own suites (stock vs ferrotrace) on 3.11 and 3.13
+	$(VENV)/bin/python -m pytest tests/test_conformance.py
+	$(VENV313)/bin/python -m pytest tests/test_conformance.py
+
 test: lint rust-test py-test ## Everything CI runs
 
 bench: build ## Overhead ratios on both interpreters (not a test; takes minutes)

@@ -289,3 +289,32 @@ def test_traceback_of_a_tracer_error_matches_sys_settrace(event_kind):
     ours = traceback_names_when_tracer_raises(ferrotrace.settrace, event_kind)
     assert ours == stock
     assert ("tracer", 2) in ours
+
+
+def nested_settrace_from_a_destructor(settrace):
+    """sys.settrace drops the old function; its __del__ sets another one. Which one stands?"""
+    script = textwrap.dedent(
+        f"""
+        import sys, ferrotrace
+        settrace = {settrace}
+        def foo(*args): pass
+        def bar(*args): pass
+        class A:
+            def __call__(self, *args): pass
+            def __del__(self):
+                settrace(bar)
+        settrace(A())
+        settrace(foo)
+        print(sys.gettrace().__name__)
+        settrace(None)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip(), "RuntimeError" in result.stderr
+
+
+def test_settrace_from_a_destructor_during_settrace_matches_sys_settrace():
+    # 3.11 refuses the nested call (RuntimeError, unraisable); 3.13 lets it win.
+    stock = nested_settrace_from_a_destructor("sys.settrace")
+    assert nested_settrace_from_a_destructor("ferrotrace.settrace") == stock

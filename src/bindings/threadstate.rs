@@ -6,8 +6,9 @@
 //! - 3.13 does not export it. There ferrotrace calls CPython's own `sys.settrace` (one audit
 //!   event, errors raised, `sys.monitoring` set up) and then points the thread state's
 //!   `c_tracefunc` (a field of the public `struct _ts`) at ferrotrace's trampoline, after
-//!   checking that `c_traceobj` beside it holds the function just set.
-//! - Anywhere else (or if that check fails): audit first so a veto raises, then
+//!   checking that `c_traceobj` beside it holds the function just set (the layout of `_ts`
+//!   is checked once at import).
+//! - Anywhere else (or if the layout check at import fails): audit first so a veto raises, then
 //!   `PyEval_SetTrace`, which audits a second time.
 
 use std::ffi::{c_char, c_int};
@@ -79,7 +80,7 @@ pub fn prepare(py: Python<'_>) -> PyResult<()> {
     {
         let sys = py.import("sys")?;
         let settrace = sys.getattr("settrace")?;
-        if is_sys_builtin(&sys, &settrace)? {
+        if is_sys_builtin(&sys, &settrace)? && thread_state_layout_matches(py, &sys)? {
             let _ = SYS_SETTRACE.set(settrace.unbind());
         }
     }
@@ -93,6 +94,28 @@ pub fn is_sys_builtin(sys: &Bound<'_, PyModule>, function: &Bound<'_, PyAny>) ->
         function.get_type().name()?.to_str()? == "builtin_function_or_method"
             && function.getattr("__self__")?.is(sys),
     )
+}
+
+/// Checks `ThreadStateHead` against the running interpreter without changing anything: the
+/// interpreter and next-thread pointers, and the trace slots against `sys.gettrace()`.
+#[cfg(Py_3_13)]
+fn thread_state_layout_matches(py: Python<'_>, sys: &Bound<'_, PyModule>) -> PyResult<bool> {
+    let current = sys.getattr("gettrace")?.call0()?;
+    // SAFETY: the GIL is held, so this thread's state is live and not changing under us.
+    unsafe {
+        let raw = ffi::PyThreadState_Get();
+        let tstate = raw.cast::<ThreadStateHead>();
+        let expected_obj = if current.is_none() {
+            ptr::null_mut()
+        } else {
+            current.as_ptr()
+        };
+        let _ = py;
+        Ok((*tstate).interp == ffi::PyThreadState_GetInterpreter(raw)
+            && (*tstate).next == ffi::PyThreadState_Next(raw)
+            && (*tstate).c_traceobj == expected_obj
+            && (*tstate).c_tracefunc.is_some() == !expected_obj.is_null())
+    }
 }
 
 /// 3.13: lets CPython's `sys.settrace` install `obj`, then swaps its trampoline for `func`.
@@ -112,17 +135,17 @@ fn set_through_sys_settrace(
     }
     sys_settrace.bind(py).call1((function,))?;
     let obj = function.as_ptr();
-    // SAFETY: the GIL is held, so this thread's state is live and not changing under us.
+    // SAFETY: the GIL is held, so this thread's state is live and not changing under us; the
+    // layout was checked at import.
     unsafe {
         let tstate = ffi::PyThreadState_Get().cast::<ThreadStateHead>();
+        // Otherwise a destructor run by that call set another function (CPython stores the
+        // new function before releasing the old one): that nested call stands, as in CPython.
         if (*tstate).c_traceobj == obj && (*tstate).c_tracefunc.is_some() {
             (*tstate).c_tracefunc = func;
-            return Ok(true);
         }
     }
-    // The layout is not what this build expects: undo, and let the caller take the public route.
-    sys_settrace.bind(py).call1((py.None(),))?;
-    Ok(false)
+    Ok(true)
 }
 
 /// Sets (or with `func` None, removes) the calling thread's trace function, exactly as
