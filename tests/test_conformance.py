@@ -4,7 +4,7 @@ For each module, ``tests/conformance/run_regrtest.py`` runs it through ``test.li
 this interpreter twice, in fresh processes: stock, then with ``ferrotrace.install()`` done
 first. The runs must have run the same tests with the same outcomes, except for what
 ``tests/conformance/expected_differences.toml`` lists for this interpreter (see its header),
-and the ferrotrace run must really have run on ferrotrace.
+and the ferrotrace run must really have run on ferrotrace, its Python subprocesses included.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import tomllib
 from pathlib import Path
 
@@ -111,6 +112,21 @@ def test_cpython_suite_conforms(module: str, tmp_path: Path) -> None:
     for summary in (stock, ferro):
         assert summary["regrtest_exitcode"] is not None, summary["_output"]
         assert summary["modules"][module]["tests_run"] > 0, f"{header}\n{summary['_output']}"
+        assert all("error" not in p for p in summary["subprocesses"]), summary["subprocesses"]
+
+    # The children's hook (a .pth file in this interpreter's site-packages) was there for the
+    # whole ferrotrace run, at every subprocess launch, and never during the stock run; and
+    # neither run left it behind.
+    for summary, present in ((stock, False), (ferro, True)):
+        hook = summary["child_hook"]
+        assert Path(hook["pth"]).parent == Path(sysconfig.get_paths()["purelib"]), hook
+        assert hook["present_before_run"] is present, f"{summary['mode']} run: {hook}"
+        assert hook["present_after_run"] is present, f"{summary['mode']} run: {hook}"
+        assert not hook["left_behind"] and not Path(hook["pth"]).exists(), hook
+        launches = summary["subprocesses"]
+        wrong = [p["argv"] for p in launches if p["hook_file_present"] is not present]
+        assert not wrong, f"{summary['mode']} run: hook file present is not {present} for {wrong}"
+    assert stock["_returncode"] == 0, stock["_output"]
 
     # The ferrotrace run ran on ferrotrace, and install() was still in effect at its end.
     fsum = ferro["ferrotrace"]
@@ -150,13 +166,12 @@ def test_cpython_suite_conforms(module: str, tmp_path: Path) -> None:
         stale = sorted(set(expected[kind]) - set(s["run"]))
         assert not stale, f"{EXPECTED.name}: {VERSION_KEY}.{kind} lists tests not run: {stale}"
 
-    # Subprocesses: exactly the listed tests start Python children ferrotrace cannot be
-    # installed in; every other Python child reported ferrotrace installed at its exit.
-    python_children = [p for p in ferro["subprocesses"] if p.get("python")]
-    assert all("error" not in p for p in ferro["subprocesses"]), ferro["subprocesses"]
+    # Subprocesses: exactly the listed tests start Python children ferrotrace is not installed
+    # in; every other Python child reported ferrotrace installed at its exit.
+    python_children = [p for p in ferro["subprocesses"] if p["python"]]
     uncovered = {p["test"] for p in python_children if not p["ferrotrace"]}
     assert uncovered == set(expected["uncovered"]), (
-        f"{header}: tests with Python subprocesses that cannot run ferrotrace\n"
+        f"{header}: tests with Python subprocesses that do not run ferrotrace\n"
         f"  not listed in {EXPECTED.name}: "
         + repr(sorted({(p["test"], p["why_not"]) for p in python_children if not p["ferrotrace"]}))
         + f"\n  listed but not observed: {sorted(set(expected['uncovered']) - uncovered)}"
@@ -166,3 +181,10 @@ def test_cpython_suite_conforms(module: str, tmp_path: Path) -> None:
     assert not unreported, f"{header}: children without ferrotrace installed: {unreported}"
     if covered:
         assert sum(p["child"]["dispatch_count"] for p in covered) > 0, covered
+    print(
+        f"{module} on {VERSION_KEY}: {len(ferro['subprocesses'])} subprocesses "
+        f"({len(python_children)} Python, from {len({p['test'] for p in python_children})} "
+        f"tests): {len(covered)} on ferrotrace, of which "
+        f"{sum(p['child']['dispatch_count'] > 0 for p in covered)} dispatched trace events; "
+        f"{len(python_children) - len(covered)} not on ferrotrace"
+    )

@@ -7,29 +7,47 @@ skipped for want of a resource, followed by any ARGS given after ``--``.
 
 ``--ferrotrace`` calls ``ferrotrace.install()`` before anything else is imported, and after the
 run checks that install() is still in effect and that ferrotrace's trampoline dispatched events.
-It also arranges for Python subprocesses to install ferrotrace (``child_site/sitecustomize.py``
-via ``PYTHONPATH``) and records, through an audit hook, every subprocess launch together with
-whether ferrotrace can be installed in it (``-I``/``-E``/``-S`` and replaced environments keep
-it out). A stock run (no flag) changes nothing in the environment; both modes record test
-outcomes and subprocess launches the same way, so the two runs differ only by ferrotrace.
+It also installs ferrotrace in the run's Python subprocesses: right before regrtest runs, it
+puts ``ferrotrace_conformance.pth`` and ``ferrotrace_conformance_child.py`` (a copy of the file
+next to this one) into this interpreter's site-packages, and removes both right after, in a
+``finally``. The site module runs the .pth's ``import`` line at every startup, isolated mode
+(``-I``) and ``-E`` included, and the imported module installs ferrotrace only when
+``FERROTRACE_CONFORMANCE_INSTALL=1``, which only this mode sets (in ``os.environ``, inherited by
+children); each child then reports at exit whether ferrotrace was still installed. Files that
+an interrupted run left behind are removed first (by either mode); while a run that is still
+alive owns them, any other run on this interpreter refuses to start.
+
+Both modes record, through an audit hook, every subprocess launch: whether the .pth file was
+present at that moment and, in the ferrotrace run, for a Python child, whether ferrotrace will
+be installed in it (``-S``, another interpreter or an environment without the variable keep it
+out). A stock run changes nothing in the environment, writes nothing into site-packages, and
+checks that the .pth file is absent before and after its regrtest run and at every launch; so
+the two runs differ only by ferrotrace.
 
 Outcomes are recorded by wrapping the methods of regrtest's own result class
 (``test.libregrtest.testresult.RegressionTestResult``): unlike ``--junit-xml``, this also sees
 failing subtests. The summary is JSON: written to ``--json FILE`` and printed as the last line.
-Exit status: 0 if the run completed (whatever its test results) and, with ``--ferrotrace``, the
-checks above held; 1 otherwise.
+Exit status: 0 if the run completed (whatever its test results) and the checks above held; 1
+otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import os
+import re
+import shutil
 import sys
+import sysconfig
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CHILD_SITE = os.path.join(HERE, "child_site")
+HOOK_MODULE = "ferrotrace_conformance_child"
+HOOK_SOURCE = os.path.join(HERE, f"{HOOK_MODULE}.py")
+HOOK_PTH = "ferrotrace_conformance.pth"
+HOOK_MARKER = "# Written by ferrotrace's tests/conformance/run_regrtest.py"
 INSTALL_ENV = "FERROTRACE_CONFORMANCE_INSTALL"
 LOG_ENV = "FERROTRACE_CONFORMANCE_LOG"
 DEFAULT_REGRTEST_ARGS = ["-u", "all"]
@@ -54,8 +72,9 @@ def _test_id(test) -> str:
 class Recorder:
     """Test outcomes (from regrtest's result class) and subprocess launches (audit hook)."""
 
-    def __init__(self, ferrotrace: bool) -> None:
+    def __init__(self, ferrotrace: bool, pth: str) -> None:
         self.ferrotrace = ferrotrace
+        self.pth = pth
         self.started: list[str] = []
         self.outcomes: dict[str, list[str]] = {}
         self.details: dict[str, str] = {}
@@ -160,9 +179,10 @@ class Recorder:
             argv = [os.fsdecode(a) for a in args]
         program = os.fsdecode(executable) if executable is not None else argv[0]
         launch: dict = {"test": self.current, "argv": argv}
+        launch["hook_file_present"] = os.path.exists(self.pth)
         launch["python"] = _is_python(program)
         if self.ferrotrace and launch["python"]:
-            launch["why_not"] = _why_not_installable(argv, env)
+            launch["why_not"] = _why_not_installable(program, argv, env)
             launch["ferrotrace"] = launch["why_not"] is None
         self.launches.append(launch)
 
@@ -174,8 +194,13 @@ def _is_python(program: str) -> bool:
     return name.startswith("python") and name[6:].replace(".", "").isdigit()
 
 
-def _why_not_installable(argv: list[str], env) -> str | None:
-    """Why ferrotrace cannot be installed in this Python child, or None if it will be."""
+def _why_not_installable(program: str, argv: list[str], env) -> str | None:
+    """Why ferrotrace will not be installed in this Python child, or None if it will be."""
+    if not os.path.dirname(program):
+        path = None if env is None else env.get("PATH") or os.fsdecode(env.get(b"PATH", b""))
+        program = shutil.which(program, path=path) or program
+    if os.path.dirname(os.path.abspath(program)) != os.path.dirname(sys.executable):
+        return f"{program} is not {sys.executable}: its site-packages has no {HOOK_PTH}"
     i = 1
     while i < len(argv):
         arg = argv[i]
@@ -184,23 +209,86 @@ def _why_not_installable(argv: list[str], env) -> str | None:
             continue
         if arg in ("-c", "-m", "-") or not arg.startswith("-") or arg.startswith("--"):
             break
-        if not arg.startswith(("-X", "-W")):
-            letters = arg[1:]
-            for flag, why in (
-                ("I", "isolated mode (-I): PYTHONPATH and the environment are ignored"),
-                ("E", "-E: PYTHONPATH and the environment are ignored"),
-                ("S", "-S: the site module (and so sitecustomize) is not imported"),
-            ):
-                if flag in letters:
-                    return why
+        if not arg.startswith(("-X", "-W")) and "S" in arg[1:]:
+            return f"-S: the site module is not imported, so neither is {HOOK_PTH}"
         i += 1
-    if env is not None:
-        if env.get(INSTALL_ENV) != "1" and env.get(INSTALL_ENV.encode()) != b"1":
-            return f"the test passes its own environment, without {INSTALL_ENV}"
-        path = env.get("PYTHONPATH") or os.fsdecode(env.get(b"PYTHONPATH", b""))
-        if CHILD_SITE not in path.split(os.pathsep):
-            return "the test passes its own environment, without our PYTHONPATH entry"
+    if env is not None and env.get(INSTALL_ENV) != "1" and env.get(INSTALL_ENV.encode()) != b"1":
+        return f"the test passes its own environment, without {INSTALL_ENV}=1"
     return None
+
+
+def _hook_paths() -> tuple[str, str]:
+    """The .pth file and the module it imports, in this interpreter's site-packages."""
+    site_packages = sysconfig.get_paths()["purelib"]
+    return os.path.join(site_packages, HOOK_PTH), os.path.join(site_packages, f"{HOOK_MODULE}.py")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_hook_module(module: str) -> None:
+    pycache = os.path.join(os.path.dirname(module), "__pycache__")
+    for path in (module, *glob.glob(os.path.join(pycache, f"{HOOK_MODULE}.*.pyc"))):
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+
+
+def _clear_stale_hook(pth: str, module: str) -> None:
+    """Remove the hook files of an interrupted run; refuse if a live run owns them."""
+    try:
+        with open(pth, encoding="utf-8") as f:
+            first_line = f.readline()
+    except FileNotFoundError:
+        return
+    match = re.match(re.escape(HOOK_MARKER) + r" \(pid (\d+)\)", first_line)
+    if match is None:
+        raise RuntimeError(f"{pth} exists but was not written by {__file__}; not touching it")
+    pid = int(match.group(1))
+    if _pid_alive(pid):
+        raise RuntimeError(
+            f"{pth} belongs to a run that is still going (pid {pid}): only one conformance "
+            "run at a time per interpreter"
+        )
+    os.remove(pth)
+    _remove_hook_module(module)
+
+
+def _install_hook(pth: str, module: str) -> None:
+    """Put the hook module, then the .pth file importing it, into site-packages."""
+    assert os.path.dirname(pth) in sys.path, (pth, sys.path)
+    shutil.copyfile(HOOK_SOURCE, module)
+    # Exclusively: a .pth file that appeared since _clear_stale_hook() is another run's.
+    try:
+        fd = os.open(pth, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        raise
+    except OSError:
+        _remove_hook_module(module)
+        raise
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(
+            f"{HOOK_MARKER} (pid {os.getpid()}) for the length of one run, and removed by it.\n"
+            f"# {HOOK_MODULE} does nothing unless {INSTALL_ENV}=1; safe to delete.\n"
+            f"import {HOOK_MODULE}\n"
+        )
+
+
+def _remove_hook(pth: str, module: str) -> None:
+    """Remove the .pth file first, so that it never imports a missing module."""
+    try:
+        os.remove(pth)
+    except FileNotFoundError:
+        pass
+    _remove_hook_module(module)
 
 
 def _module_of(test_id: str, modules: list[str]) -> str | None:
@@ -320,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
         argv, extra = argv[:at], argv[at + 1 :]
     args = parser.parse_args(argv)
 
+    # Leftovers of an interrupted run go in either mode, before anything runs.
+    pth, module = _hook_paths()
+    _clear_stale_hook(pth, module)
     log_dir = None
     if args.ferrotrace:
         # Before regrtest (or anything that might bind sys.settrace early) is imported.
@@ -330,11 +421,10 @@ def main(argv: list[str] | None = None) -> int:
         log_dir = tempfile.TemporaryDirectory(prefix="ferrotrace-conformance-")
         os.environ[INSTALL_ENV] = "1"
         os.environ[LOG_ENV] = os.path.join(log_dir.name, "children.jsonl")
-        os.environ["PYTHONPATH"] = os.pathsep.join(
-            p for p in (CHILD_SITE, os.environ.get("PYTHONPATH")) if p
-        )
+    elif INSTALL_ENV in os.environ or LOG_ENV in os.environ:
+        parser.error(f"a stock run needs an environment without {INSTALL_ENV} and {LOG_ENV}")
 
-    recorder = Recorder(args.ferrotrace)
+    recorder = Recorder(args.ferrotrace, pth)
     sys.addaudithook(recorder.audit)
     recorder.attach()
 
@@ -343,14 +433,25 @@ def main(argv: list[str] | None = None) -> int:
 
     regrtest_argv = [*DEFAULT_REGRTEST_ARGS, *extra, *args.modules]
     regrtest = Regrtest(_parse_args(regrtest_argv))
+    hook: dict[str, object] = {"pth": pth}
+    exitcode = None
+    installed_hook = False
     start = time.perf_counter()
     try:
-        regrtest.main()
-    except SystemExit as exc:
-        exitcode = exc.code
-    else:  # pragma: no cover - Regrtest.main() always exits
-        exitcode = None
+        if args.ferrotrace:
+            _install_hook(pth, module)
+            installed_hook = True
+        hook["present_before_run"] = os.path.exists(pth)
+        try:
+            regrtest.main()
+        except SystemExit as exc:
+            exitcode = exc.code
+        hook["present_after_run"] = os.path.exists(pth)
+    finally:
+        if installed_hook:
+            _remove_hook(pth, module)
     duration = time.perf_counter() - start
+    hook["left_behind"] = os.path.exists(pth) or os.path.exists(module)
 
     summary = {
         "python": sys.version,
@@ -361,9 +462,17 @@ def main(argv: list[str] | None = None) -> int:
         "duration": round(duration, 3),
         **summarize(recorder, args.modules, getattr(regrtest, "results", None)),
         "subprocesses": recorder.launches,
+        "child_hook": hook,
         "ferrotrace": None,
     }
-    ok = exitcode is not None
+    # The .pth file was there for the whole ferrotrace run, and never during a stock run.
+    ok = (
+        exitcode is not None
+        and hook["present_before_run"] is args.ferrotrace
+        and hook["present_after_run"] is args.ferrotrace
+        and not hook["left_behind"]
+        and all(p.get("hook_file_present") is args.ferrotrace for p in recorder.launches)
+    )
     if args.ferrotrace:
         children = _read_child_log(os.environ[LOG_ENV])
         _match_children(recorder.launches, children)

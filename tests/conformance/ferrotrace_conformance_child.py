@@ -1,11 +1,18 @@
 """Installs ferrotrace in the Python subprocesses of a ``run_regrtest.py --ferrotrace`` run.
 
-The runner prepends this directory to ``PYTHONPATH`` and sets
-``FERROTRACE_CONFORMANCE_INSTALL=1``, so a child such as ``python -m pdb script.py`` started by
-test_pdb gets ``ferrotrace.install()`` before its own code runs. Children started with ``-I``,
-``-E`` or ``-S``, or with an environment that drops these variables, never import this file:
-the runner records those launches, and ``expected_differences.toml`` names the tests that make
-them. Without the variable set (a stock run never sets it) this module does nothing.
+For the length of that run only, the runner copies this file into the site-packages directory
+of the interpreter it runs on, next to a ``ferrotrace_conformance.pth`` whose one ``import``
+line imports it, and sets ``FERROTRACE_CONFORMANCE_INSTALL=1``. The site module processes
+``.pth`` files at startup even in isolated mode (``-I``) and with ``-E``, so every child of the
+run started from this interpreter, such as ``python -m pdb script.py`` (test_pdb) or
+``python -X faulthandler -I -m trace ...`` (test_trace), gets ``ferrotrace.install()`` before
+its own code runs. Only a child started with ``-S`` (no site module), from another
+interpreter, or with an environment that drops the variable escapes it: the runner records
+those launches.
+
+Without the variable set, as in every process outside such a run (a stock run never sets
+it), importing this module does nothing; so the two files are harmless should an interrupted
+run leave them behind.
 
 With ``FERROTRACE_CONFORMANCE_LOG`` set, the child appends one JSON line to that file at exit:
 its ``sys.orig_argv``, whether install() was still in effect, and ferrotrace's dispatch count.
