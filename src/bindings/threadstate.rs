@@ -183,18 +183,31 @@ pub fn set_current_thread(
     Ok(())
 }
 
-/// Switches tracing off for the calling thread after a trace function raised, keeping the
-/// raised exception set, as CPython's `trace_trampoline` does.
+/// Switches tracing off for the calling thread after a trace function raised, as CPython's
+/// `trace_trampoline` does: the raised exception stays set, unless an audit hook vetoes the
+/// switch-off, whose exception then replaces it (and tracing stays on).
 ///
 /// # Safety
-/// The GIL is held.
+/// The GIL is held and an exception is set.
 pub unsafe fn disable_current_thread_after_error() {
-    match private_set_trace() {
-        Some(set_trace) => {
-            set_trace(ffi::PyThreadState_Get(), None, ptr::null_mut());
-        }
-        None => ffi::PyEval_SetTrace(None, ptr::null_mut()),
+    if let Some(set_trace) = private_set_trace() {
+        set_trace(ffi::PyThreadState_Get(), None, ptr::null_mut());
+        return;
     }
+    #[cfg(Py_3_13)]
+    if let Some(sys_settrace) = SYS_SETTRACE.get() {
+        let py = Python::assume_attached();
+        let raised = ffi::PyErr_GetRaisedException();
+        match sys_settrace.bind(py).call1((py.None(),)) {
+            Ok(_) => ffi::PyErr_SetRaisedException(raised),
+            Err(veto) => {
+                ffi::Py_XDECREF(raised);
+                veto.restore(py);
+            }
+        }
+        return;
+    }
+    ffi::PyEval_SetTrace(None, ptr::null_mut());
 }
 
 /// Sets the trace function of every thread of this interpreter that exists now, as
