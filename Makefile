@@ -43,9 +43,11 @@ build: build-311 build-313 ## Build and install for both interpreters
 demo: build-311 ## Trace the bundled example and show its events
 	$(VENV)/bin/python examples/demo.py
 
-lint: $(VENV)/bin/python ## cargo fmt --check, clippy -D warnings, ruff
+lint: $(VENV)/bin/python $(VENV313)/bin/python ## cargo fmt --check, clippy -D warnings (3.11 and 3.13 code), ruff
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	CARGO_TARGET_DIR=target/py313 PYO3_PYTHON=$(abspath $(VENV313))/bin/python \
+	  cargo clippy --all-targets -- -D warnings
 	$(VENV)/bin/ruff check python tests benchmarks examples
 	$(VENV)/bin/ruff format --check python tests benchmarks examples
 

@@ -44,7 +44,8 @@ def show_events():
     with ferrotrace.tracing(tracer):
         result = inventory.main()
     print(f"\nresult: {result}")
-    print(f"events dispatched by ferrotrace's native trampoline: {_native._dispatch_count() - before}")
+    dispatched = _native._dispatch_count() - before
+    print(f"events dispatched by ferrotrace's native trampoline: {dispatched}")
 
 
 def show_stdlib_trace_module():

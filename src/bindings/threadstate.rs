@@ -114,7 +114,7 @@ fn thread_state_layout_matches(py: Python<'_>, sys: &Bound<'_, PyModule>) -> PyR
         Ok((*tstate).interp == ffi::PyThreadState_GetInterpreter(raw)
             && (*tstate).next == ffi::PyThreadState_Next(raw)
             && (*tstate).c_traceobj == expected_obj
-            && (*tstate).c_tracefunc.is_some() == !expected_obj.is_null())
+            && (*tstate).c_tracefunc.is_some() != expected_obj.is_null())
     }
 }
 

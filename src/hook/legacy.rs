@@ -148,7 +148,14 @@ unsafe fn call_trace_function(
         return ptr::null_mut();
     };
     let arg = if arg.is_null() { ffi::Py_None() } else { arg };
-    let args = [frame.cast::<ffi::PyObject>(), name.as_ptr(), arg];
+    // Slot 0 is scratch space the callee may use (PY_VECTORCALL_ARGUMENTS_OFFSET), which
+    // spares a bound-method tracer such as bdb's `trace_dispatch` an argument copy.
+    let stack = [
+        ptr::null_mut(),
+        frame.cast::<ffi::PyObject>(),
+        name.as_ptr(),
+        arg,
+    ];
 
     // 3.11 keeps `f_locals` as a snapshot: refresh it if a previous event made one, and write
     // edits back after the call, so `frame.f_locals[...] = v` in a tracer sticks (pdb's `!x = 1`).
@@ -159,9 +166,41 @@ unsafe fn call_trace_function(
         return ptr::null_mut();
     }
 
-    let result = ffi::PyObject_Vectorcall(callback, args.as_ptr(), 3, ptr::null_mut());
+    let result = vectorcall(callback, &stack);
 
+    // PyFrame_LocalsToFast does nothing unless a snapshot exists: test that here and spare
+    // every other event the call.
     #[cfg(not(Py_3_13))]
-    ffi::PyFrame_LocalsToFast(frame, 1);
+    if frame::fast_as_locals(frame) {
+        ffi::PyFrame_LocalsToFast(frame, 1);
+    }
     result
+}
+
+/// Calls `callable` with `stack[1..]` as positional arguments (`stack[0]` is scratch space).
+#[inline(always)]
+unsafe fn vectorcall(
+    callable: *mut ffi::PyObject,
+    stack: &[*mut ffi::PyObject; 4],
+) -> *mut ffi::PyObject {
+    let args = stack.as_ptr().add(1);
+    let nargsf = 3 | ffi::PY_VECTORCALL_ARGUMENTS_OFFSET;
+    // A Python function (the usual tracer) is called through its own vectorcall slot, as
+    // CPython's trampoline does from inside libpython; its result is always consistent with
+    // the error indicator, so CPython's result check has nothing to catch. Anything else goes
+    // through the public call, checks included.
+    let function_type = ptr::addr_of_mut!(ffi::PyFunction_Type);
+    if ffi::Py_TYPE(callable) == function_type {
+        let offset = (*function_type).tp_vectorcall_offset;
+        if offset > 0 {
+            let slot = callable
+                .cast::<u8>()
+                .offset(offset)
+                .cast::<Option<ffi::vectorcallfunc>>();
+            if let Some(function_vectorcall) = *slot {
+                return function_vectorcall(callable, args, nargsf, ptr::null_mut());
+            }
+        }
+    }
+    ffi::PyObject_Vectorcall(callable, args, nargsf, ptr::null_mut())
 }
