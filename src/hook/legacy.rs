@@ -8,8 +8,7 @@
 use std::ffi::c_int;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -19,7 +18,9 @@ use crate::bindings::{frame, threadstate};
 use crate::protocol::{self, LocalUpdate, Receiver, TraceEvent, ALL_EVENTS};
 
 /// The interned event names, in `PyTrace_*` order (the same objects as `'call'` literals).
-static EVENT_NAMES: OnceLock<Vec<Py<PyString>>> = OnceLock::new();
+/// Stored as raw pointers to strong references that are never released, so the hot path reads
+/// them with one relaxed load and no indirection.
+static EVENT_NAMES: [AtomicPtr<ffi::PyObject>; 8] = [const { AtomicPtr::new(ptr::null_mut()) }; 8];
 
 /// Events the trampoline delivered to a trace function. Only written with the GIL held, so a plain load and
 /// store (no atomic read-modify-write on the hot path) cannot lose counts.
@@ -32,12 +33,13 @@ pub fn dispatch_count() -> u64 {
 
 /// Prepares what the trampoline reads on every event. Called once, at import.
 pub fn prepare(py: Python<'_>) -> PyResult<()> {
-    EVENT_NAMES.get_or_init(|| {
-        ALL_EVENTS
-            .iter()
-            .map(|event| PyString::intern(py, event.name()).unbind())
-            .collect()
-    });
+    for (slot, event) in EVENT_NAMES.iter().zip(ALL_EVENTS) {
+        if slot.load(Ordering::Relaxed).is_null() {
+            // Kept for the life of the process, like CPython's own event-name strings.
+            let name = PyString::intern(py, event.name()).unbind().into_ptr();
+            slot.store(name, Ordering::Relaxed);
+        }
+    }
     threadstate::prepare(py)
 }
 
@@ -140,20 +142,23 @@ unsafe fn call_trace_function(
     what: c_int,
     arg: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    let Some(name) = EVENT_NAMES.get().and_then(|names| names.get(what as usize)) else {
+    let name = EVENT_NAMES
+        .get(what as usize)
+        .map_or(ptr::null_mut(), |slot| slot.load(Ordering::Relaxed));
+    if name.is_null() {
         ffi::PyErr_SetString(
             ffi::PyExc_SystemError,
             c"ferrotrace: trace event before the module was initialised".as_ptr(),
         );
         return ptr::null_mut();
-    };
+    }
     let arg = if arg.is_null() { ffi::Py_None() } else { arg };
     // Slot 0 is scratch space the callee may use (PY_VECTORCALL_ARGUMENTS_OFFSET), which
     // spares a bound-method tracer such as bdb's `trace_dispatch` an argument copy.
     let stack = [
         ptr::null_mut(),
         frame.cast::<ffi::PyObject>(),
-        name.as_ptr(),
+        name,
         arg,
     ];
 
