@@ -155,12 +155,7 @@ unsafe fn call_trace_function(
     let arg = if arg.is_null() { ffi::Py_None() } else { arg };
     // Slot 0 is scratch space the callee may use (PY_VECTORCALL_ARGUMENTS_OFFSET), which
     // spares a bound-method tracer such as bdb's `trace_dispatch` an argument copy.
-    let stack = [
-        ptr::null_mut(),
-        frame.cast::<ffi::PyObject>(),
-        name,
-        arg,
-    ];
+    let stack = [ptr::null_mut(), frame.cast::<ffi::PyObject>(), name, arg];
 
     // 3.11 keeps `f_locals` as a snapshot: refresh it if a previous event made one, and write
     // edits back after the call, so `frame.f_locals[...] = v` in a tracer sticks (pdb's `!x = 1`).
