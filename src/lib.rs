@@ -4,6 +4,7 @@
 pub mod api;
 pub mod bindings;
 pub mod errors;
+pub mod filter;
 pub mod hook;
 pub mod protocol;
 
