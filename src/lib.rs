@@ -16,6 +16,7 @@ fn native_module(module: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = module.py();
     bindings::frame::verify_layout(py)?;
     api::tracefunc::register(module)?;
+    api::tracer::register(module)?;
     module.add("FerrotraceError", py.get_type::<errors::FerrotraceError>())?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

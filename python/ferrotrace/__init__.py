@@ -21,6 +21,7 @@ The engine has the contract of ``sys.settrace``/``sys.gettrace``, event for even
 
 from ferrotrace._install import install, is_installed, uninstall
 from ferrotrace._native import (
+    Tracer,
     __version__,
     gettrace,
     settrace,
@@ -31,6 +32,7 @@ from ferrotrace.exceptions import FerrotraceError
 
 __all__ = [
     "FerrotraceError",
+    "Tracer",
     "__version__",
     "gettrace",
     "install",

@@ -40,3 +40,36 @@ class tracing:
         tb: TracebackType | None,
         /,
     ) -> bool: ...
+
+class Tracer:
+    """A trace function with a native filter (Python 3.12+ for now).
+
+    ``callback(frame, event, arg)`` has the contract of a ``sys.settrace`` global function but
+    sees only the scopes the filter selects; it is independent of ``sys.settrace`` and of
+    ``frame.f_trace``.
+    """
+
+    def __init__(
+        self,
+        callback: TraceFunction,
+        *,
+        modules: list[str] = ...,
+        files: list[str] = ...,
+        functions: list[str] = ...,
+        user_code: bool = False,
+        threads: list[str] = ...,
+        events: str | None = None,
+        depth: int = 0,
+    ) -> None: ...
+    @property
+    def running(self) -> bool: ...
+    def start(self, *, all_threads: bool = False) -> None: ...
+    def stop(self) -> None: ...
+    def __enter__(self) -> Tracer: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> bool: ...

@@ -3,3 +3,4 @@
 //! no trace events of its own, exactly as calling `sys.settrace` does.
 
 pub mod tracefunc;
+pub mod tracer;

@@ -67,6 +67,34 @@ pub unsafe fn clear_f_trace(frame: *mut ffi::PyFrameObject) {
     replace_f_trace(frame, ptr::null_mut());
 }
 
+/// Sets the cached line number (0: compute it from the instruction), as CPython's legacy
+/// tracing does around each line event.
+///
+/// # Safety
+/// `frame` is a live frame object and the GIL is held.
+#[inline(always)]
+pub unsafe fn set_f_lineno(frame: *mut ffi::PyFrameObject, line: c_int) {
+    (*head(frame)).f_lineno = line;
+}
+
+/// `frame.f_trace_lines`.
+///
+/// # Safety
+/// `frame` is a live frame object and the GIL is held.
+#[inline(always)]
+pub unsafe fn trace_lines(frame: *mut ffi::PyFrameObject) -> bool {
+    (*head(frame)).f_trace_lines != 0
+}
+
+/// `frame.f_trace_opcodes`.
+///
+/// # Safety
+/// `frame` is a live frame object and the GIL is held.
+#[inline(always)]
+pub unsafe fn trace_opcodes(frame: *mut ffi::PyFrameObject) -> bool {
+    (*head(frame)).f_trace_opcodes != 0
+}
+
 /// Whether `frame.f_locals` holds a snapshot of the fast locals that a trace function may edit.
 ///
 /// # Safety

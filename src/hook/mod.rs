@@ -2,5 +2,8 @@
 //!
 //! `legacy`: the `Py_tracefunc` route (`PyEval_SetTrace`), the same C hook `sys.settrace`
 //! uses; on 3.12+ CPython drives it from `sys.monitoring` itself.
+//! `monitoring` (3.12+): ferrotrace's own `sys.monitoring` tool, for filtered tracers.
 
 pub mod legacy;
+#[cfg(Py_3_12)]
+pub mod monitoring;

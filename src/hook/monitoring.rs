@@ -1,0 +1,647 @@
+//! The `sys.monitoring` route (3.12+) for filtered tracers: code that no tracer wants costs one
+//! `PY_START` callback, after which that code location is `DISABLE`d; code that a tracer wants
+//! gets local events, which are turned into exactly the events `sys.settrace` would deliver
+//! for it, following CPython's own translation in `Python/legacy_tracing.c`.
+//!
+//! Each tracer keeps its own local trace functions (what its callback returned on `call`) in a
+//! table keyed by frame, so that several tracers, `sys.settrace` and other `sys.monitoring`
+//! tools never share `frame.f_trace`.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::c_int;
+use std::sync::LazyLock;
+
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyModule, PyString, PyTuple};
+
+use crate::bindings::frame;
+use crate::filter::{CodeInfo, Environment, Filter};
+use crate::protocol::{local_update, LocalUpdate, TraceEvent};
+
+// `sys.monitoring.events` bits (stable since 3.12).
+const PY_START: u32 = 1;
+const PY_RESUME: u32 = 2;
+const PY_RETURN: u32 = 4;
+const PY_YIELD: u32 = 8;
+const LINE: u32 = 32;
+const INSTRUCTION: u32 = 64;
+const JUMP: u32 = 128;
+const STOP_ITERATION: u32 = 512;
+const RAISE: u32 = 1024;
+const PY_UNWIND: u32 = 4096;
+const PY_THROW: u32 = 8192;
+
+/// Discovers code objects; `DISABLE`d for code no tracer wants.
+const DISCOVERY_EVENTS: u32 = PY_START;
+/// Events that exist only globally, so they fire for all code and the callbacks filter them by
+/// code object: switched on only once some code is wanted, so that a filter matching nothing
+/// costs nothing even in exception-heavy programs.
+const GLOBAL_EVENTS: u32 = PY_START | RAISE | PY_UNWIND | PY_THROW;
+/// Events switched on per code object, for code some tracer wants.
+const LOCAL_EVENTS: u32 = PY_RESUME | PY_RETURN | PY_YIELD | LINE | JUMP | STOP_ITERATION;
+
+/// A tracer as the engine sees it.
+pub struct Consumer {
+    pub id: u64,
+    pub callback: Py<PyAny>,
+    pub filter: Filter,
+    /// The only thread traced, or None for every thread.
+    pub thread: Option<u64>,
+    /// Threads on which the callback raised: tracing is off there, as after a settrace error.
+    failed_threads: Vec<u64>,
+    /// Local trace functions, by frame address.
+    locals: HashMap<usize, Py<PyAny>>,
+}
+
+impl Consumer {
+    pub fn new(id: u64, callback: Py<PyAny>, filter: Filter, thread: Option<u64>) -> Self {
+        Consumer {
+            id,
+            callback,
+            filter,
+            thread,
+            failed_threads: Vec::new(),
+            locals: HashMap::new(),
+        }
+    }
+
+    fn traces_thread(&self, thread: u64) -> bool {
+        self.thread.is_none_or(|only| only == thread) && !self.failed_threads.contains(&thread)
+    }
+}
+
+struct CodeEntry {
+    /// Keeps the address from being reused by another code object while the entry lives.
+    _code: Py<PyAny>,
+    /// Which consumers (by index in `consumers`) want this code.
+    wanted_by: Vec<u64>,
+    local_events: u32,
+}
+
+struct Engine {
+    tool: Option<u8>,
+    /// Whether `GLOBAL_EVENTS` (rather than only `DISCOVERY_EVENTS`) are on.
+    global_events_on: bool,
+    consumers: Vec<Consumer>,
+    codes: HashMap<usize, CodeEntry>,
+    environment: Option<Environment>,
+}
+
+/// The engine is only touched with the GIL held (it is not built for free-threaded Python), and
+/// no Python code runs while it is borrowed, so the RefCell never sees a second borrow.
+struct GilCell(RefCell<Engine>);
+// SAFETY: every access goes through `with_engine`, which requires the GIL.
+unsafe impl Sync for GilCell {}
+
+static ENGINE: LazyLock<GilCell> = LazyLock::new(|| {
+    GilCell(RefCell::new(Engine {
+        tool: None,
+        global_events_on: false,
+        consumers: Vec::new(),
+        codes: HashMap::new(),
+        environment: None,
+    }))
+});
+
+fn with_engine<R>(_py: Python<'_>, f: impl FnOnce(&mut Engine) -> R) -> R {
+    f(&mut ENGINE.0.borrow_mut())
+}
+
+fn monitoring(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    py.import("sys")?.getattr("monitoring")
+}
+
+/// Adds a consumer; the first one claims a `sys.monitoring` tool id and registers callbacks.
+pub fn add_consumer(
+    py: Python<'_>,
+    module: &Bound<'_, PyModule>,
+    consumer: Consumer,
+) -> PyResult<()> {
+    let needs_tool = with_engine(py, |engine| engine.tool.is_none());
+    if needs_tool {
+        let environment = library_environment(py)?;
+        let tool = claim_tool(py)?;
+        register_callbacks(py, module, tool)?;
+        monitoring(py)?.call_method1("set_events", (tool, DISCOVERY_EVENTS))?;
+        with_engine(py, |engine| {
+            engine.global_events_on = false;
+            engine.tool = Some(tool);
+            engine.environment = Some(environment);
+        });
+    }
+    with_engine(py, |engine| {
+        engine.consumers.push(consumer);
+        // Decisions depend on the set of consumers: decide again.
+        engine.codes.clear();
+    });
+    restart_events(py)
+}
+
+/// Removes a consumer; the last one releases the tool id.
+pub fn remove_consumer(py: Python<'_>, id: u64) -> PyResult<()> {
+    let (removed, codes, tool, now_empty) = with_engine(py, |engine| {
+        let before = engine.consumers.len();
+        let removed_locals: Vec<Py<PyAny>> = engine
+            .consumers
+            .iter_mut()
+            .filter(|c| c.id == id)
+            .flat_map(|c| c.locals.drain().map(|(_, f)| f))
+            .collect();
+        engine.consumers.retain(|c| c.id != id);
+        let codes: Vec<(usize, CodeEntry)> = engine.codes.drain().collect();
+        let now_empty = engine.consumers.is_empty();
+        (
+            (before != engine.consumers.len(), removed_locals),
+            codes,
+            engine.tool,
+            now_empty,
+        )
+    });
+    let Some(tool) = tool else {
+        return Ok(());
+    };
+    let mon = monitoring(py)?;
+    for (_, entry) in &codes {
+        if entry.local_events != 0 {
+            mon.call_method1("set_local_events", (tool, entry._code.bind(py), 0))?;
+        }
+    }
+    drop(codes);
+    drop(removed);
+    if now_empty {
+        mon.call_method1("set_events", (tool, 0))?;
+        for event in event_bits() {
+            mon.call_method1("register_callback", (tool, event, py.None()))?;
+        }
+        mon.call_method1("free_tool_id", (tool,))?;
+        with_engine(py, |engine| {
+            engine.tool = None;
+            engine.global_events_on = false;
+        });
+    } else {
+        restart_events(py)?;
+    }
+    Ok(())
+}
+
+fn restart_events(py: Python<'_>) -> PyResult<()> {
+    // DISABLE decisions were taken for the old set of consumers.
+    monitoring(py)?.call_method0("restart_events")?;
+    Ok(())
+}
+
+fn event_bits() -> [u32; 11] {
+    [
+        PY_START,
+        PY_RESUME,
+        PY_RETURN,
+        PY_YIELD,
+        LINE,
+        INSTRUCTION,
+        JUMP,
+        STOP_ITERATION,
+        RAISE,
+        PY_UNWIND,
+        PY_THROW,
+    ]
+}
+
+fn claim_tool(py: Python<'_>) -> PyResult<u8> {
+    let mon = monitoring(py)?;
+    // Prefer the ids without a conventional owner (3, 4), then the others but the debugger's.
+    for tool in [4u8, 3, 2, 1, 5] {
+        if mon.call_method1("get_tool", (tool,))?.is_none() {
+            mon.call_method1("use_tool_id", (tool, "ferrotrace"))?;
+            return Ok(tool);
+        }
+    }
+    Err(PyRuntimeError::new_err(
+        "ferrotrace: every sys.monitoring tool id is taken; stop another monitoring tool first",
+    ))
+}
+
+fn register_callbacks(py: Python<'_>, module: &Bound<'_, PyModule>, tool: u8) -> PyResult<()> {
+    let mon = monitoring(py)?;
+    let pairs: [(u32, &str); 11] = [
+        (PY_START, "_on_start"),
+        (PY_RESUME, "_on_start"),
+        (PY_THROW, "_on_throw"),
+        (PY_RETURN, "_on_return"),
+        (PY_YIELD, "_on_yield"),
+        (PY_UNWIND, "_on_unwind"),
+        (RAISE, "_on_raise"),
+        (STOP_ITERATION, "_on_raise"),
+        (LINE, "_on_line"),
+        (JUMP, "_on_jump"),
+        (INSTRUCTION, "_on_instruction"),
+    ];
+    for (event, name) in pairs {
+        mon.call_method1("register_callback", (tool, event, module.getattr(name)?))?;
+    }
+    Ok(())
+}
+
+/// Directories that are not the user's code: the interpreter's library and installed packages.
+fn library_environment(py: Python<'_>) -> PyResult<Environment> {
+    let sysconfig = py.import("sysconfig")?;
+    let paths = sysconfig.call_method0("get_paths")?;
+    let mut dirs: Vec<String> = Vec::new();
+    for key in ["stdlib", "platstdlib", "purelib", "platlib"] {
+        if let Ok(path) = paths.get_item(key) {
+            dirs.push(path.extract()?);
+        }
+    }
+    let site = py.import("site")?;
+    if let Ok(packages) = site.call_method0("getsitepackages") {
+        dirs.extend(packages.extract::<Vec<String>>()?);
+    }
+    if let Ok(user) = site.call_method0("getusersitepackages") {
+        dirs.push(user.extract()?);
+    }
+    let os_path = py.import("os.path")?;
+    let real: Vec<String> = dirs
+        .iter()
+        .filter_map(|d| os_path.call_method1("realpath", (d,)).ok()?.extract().ok())
+        .collect();
+    dirs.extend(real);
+    Ok(Environment::new(dirs))
+}
+
+/// Whether any consumer wants `code` (the allocation-free check for global events).
+fn is_wanted(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let key = code.as_ptr() as usize;
+    match with_engine(py, |e| e.codes.get(&key).map(|c| !c.wanted_by.is_empty())) {
+        Some(wanted) => Ok(wanted),
+        None => Ok(!wanted_by(py, code)?.is_empty()),
+    }
+}
+
+/// Which consumers want `code`, deciding (and enabling its local events) on first sight.
+fn wanted_by(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
+    let key = code.as_ptr() as usize;
+    if let Some(ids) = with_engine(py, |e| e.codes.get(&key).map(|c| c.wanted_by.clone())) {
+        return Ok(ids);
+    }
+    let filename: String = code.getattr("co_filename")?.extract()?;
+    let name: String = code.getattr("co_name")?.extract()?;
+    let qualname: String = code.getattr("co_qualname")?.extract()?;
+    let module = current_module_name(py);
+    let info = CodeInfo {
+        filename: &filename,
+        name: &name,
+        qualname: &qualname,
+        module: module.as_deref(),
+    };
+    let (ids, tool) = with_engine(py, |engine| {
+        let ids: Vec<u64> = match &engine.environment {
+            Some(env) => engine
+                .consumers
+                .iter()
+                .filter(|c| c.filter.matches(&info, env))
+                .map(|c| c.id)
+                .collect(),
+            None => Vec::new(),
+        };
+        (ids, engine.tool)
+    });
+    let local_events = if ids.is_empty() { 0 } else { LOCAL_EVENTS };
+    if let (Some(tool), true) = (tool, local_events != 0) {
+        let mon = monitoring(py)?;
+        if !with_engine(py, |engine| {
+            std::mem::replace(&mut engine.global_events_on, true)
+        }) {
+            mon.call_method1("set_events", (tool, GLOBAL_EVENTS))?;
+        }
+        mon.call_method1("set_local_events", (tool, code, local_events))?;
+    }
+    with_engine(py, |engine| {
+        engine.codes.insert(
+            key,
+            CodeEntry {
+                _code: code.clone().unbind(),
+                wanted_by: ids.clone(),
+                local_events,
+            },
+        )
+    });
+    Ok(ids)
+}
+
+fn current_module_name(py: Python<'_>) -> Option<String> {
+    // SAFETY: the GIL is held; the frame is borrowed for the duration of this call.
+    let frame = unsafe { ffi::PyEval_GetFrame() };
+    if frame.is_null() {
+        return None;
+    }
+    // SAFETY: a live frame object, borrowed.
+    let frame = unsafe { Bound::from_borrowed_ptr(py, frame.cast()) };
+    let globals = frame.getattr("f_globals").ok()?;
+    globals.get_item("__name__").ok()?.extract().ok()
+}
+
+fn current_thread_ident() -> u64 {
+    // SAFETY: always safe to call.
+    unsafe { ffi::PyThread_get_thread_ident() as u64 }
+}
+
+/// Delivers one legacy event to every consumer that wants `code` on this thread.
+fn deliver(
+    py: Python<'_>,
+    code: &Bound<'_, PyAny>,
+    event: TraceEvent,
+    arg: &Bound<'_, PyAny>,
+    line: Option<c_int>,
+    final_exit: bool,
+) -> PyResult<()> {
+    let ids = wanted_by(py, code)?;
+    if ids.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: the GIL is held; in a monitoring callback the current frame is the monitored one.
+    let raw_frame = unsafe { ffi::PyEval_GetFrame() };
+    if raw_frame.is_null() {
+        return Err(pyo3::exceptions::PySystemError::new_err(
+            "ferrotrace: missing frame in a sys.monitoring callback",
+        ));
+    }
+    // SAFETY: a live frame, borrowed; we take a strong reference for the duration of the event.
+    let frame_obj = unsafe { Bound::from_borrowed_ptr(py, raw_frame.cast()) };
+    let key = raw_frame as usize;
+    let thread = current_thread_ident();
+    let name = PyString::intern(py, event.name());
+    let mut outcome = Ok(());
+    for id in ids {
+        // What to call, decided without holding the engine across the Python call.
+        let receiver = with_engine(py, |engine| {
+            let consumer = engine.consumers.iter().find(|c| c.id == id)?;
+            let events = consumer.filter.events();
+            if !consumer.traces_thread(thread) || !events.contains(event) {
+                return None;
+            }
+            match event {
+                TraceEvent::Call => Some(consumer.callback.clone_ref(py)),
+                // Without `call` events the callback is every scope's local function.
+                _ => match consumer.locals.get(&key) {
+                    Some(local) => Some(local.clone_ref(py)),
+                    None if !events.contains(TraceEvent::Call) => {
+                        Some(consumer.callback.clone_ref(py))
+                    }
+                    None => None,
+                },
+            }
+        });
+        let Some(receiver) = receiver else {
+            continue;
+        };
+        if let Some(line) = line {
+            // SAFETY: a live frame; CPython's own line events set f_lineno the same way.
+            unsafe { frame::set_f_lineno(raw_frame, line) };
+        }
+        let result = receiver.bind(py).call1((&frame_obj, &name, arg));
+        // SAFETY: as above; legacy tracing resets it after every call.
+        unsafe { frame::set_f_lineno(raw_frame, 0) };
+        let update = local_update(result.is_err(), matches!(&result, Ok(r) if r.is_none()));
+        with_engine(py, |engine| {
+            let Some(consumer) = engine.consumers.iter_mut().find(|c| c.id == id) else {
+                return;
+            };
+            match (update, &result) {
+                (LocalUpdate::Replace, Ok(function)) => {
+                    consumer.locals.insert(key, function.clone().unbind());
+                }
+                (LocalUpdate::DisableAndClear, _) => {
+                    consumer.failed_threads.push(thread);
+                    consumer.locals.remove(&key);
+                }
+                _ => {}
+            }
+        });
+        if let Err(err) = result {
+            outcome = Err(err);
+            break;
+        }
+    }
+    if final_exit {
+        let dropped: Vec<Py<PyAny>> = with_engine(py, |engine| {
+            engine
+                .consumers
+                .iter_mut()
+                .filter_map(|c| c.locals.remove(&key))
+                .collect()
+        });
+        drop(dropped);
+    }
+    // SAFETY: a live frame.
+    if unsafe { frame::trace_opcodes(raw_frame) } {
+        enable_instruction_events(py, code)?;
+    }
+    outcome
+}
+
+fn enable_instruction_events(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<()> {
+    let key = code.as_ptr() as usize;
+    let (tool, events) = with_engine(py, |engine| {
+        let events = engine.codes.get_mut(&key).map(|entry| {
+            entry.local_events |= INSTRUCTION;
+            entry.local_events
+        });
+        (engine.tool, events)
+    });
+    if let (Some(tool), Some(events)) = (tool, events) {
+        monitoring(py)?.call_method1("set_local_events", (tool, code, events))?;
+    }
+    Ok(())
+}
+
+fn disable(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    Ok(monitoring(py)?.getattr("DISABLE")?.unbind())
+}
+
+#[pyfunction]
+pub fn _on_start(py: Python<'_>, code: &Bound<'_, PyAny>, _offset: i64) -> PyResult<Py<PyAny>> {
+    if !is_wanted(py, code)? {
+        return disable(py);
+    }
+    deliver(
+        py,
+        code,
+        TraceEvent::Call,
+        &py.None().into_bound(py),
+        None,
+        false,
+    )?;
+    Ok(py.None())
+}
+
+#[pyfunction]
+pub fn _on_throw(
+    py: Python<'_>,
+    code: &Bound<'_, PyAny>,
+    _offset: i64,
+    _exception: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    deliver(
+        py,
+        code,
+        TraceEvent::Call,
+        &py.None().into_bound(py),
+        None,
+        false,
+    )
+}
+
+#[pyfunction]
+pub fn _on_return(
+    py: Python<'_>,
+    code: &Bound<'_, PyAny>,
+    _offset: i64,
+    value: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    deliver(py, code, TraceEvent::Return, value, None, true)
+}
+
+#[pyfunction]
+pub fn _on_yield(
+    py: Python<'_>,
+    code: &Bound<'_, PyAny>,
+    _offset: i64,
+    value: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    deliver(py, code, TraceEvent::Return, value, None, false)
+}
+
+#[pyfunction]
+pub fn _on_unwind(
+    py: Python<'_>,
+    code: &Bound<'_, PyAny>,
+    _offset: i64,
+    _exception: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    deliver(
+        py,
+        code,
+        TraceEvent::Return,
+        &py.None().into_bound(py),
+        None,
+        true,
+    )
+}
+
+#[pyfunction]
+pub fn _on_raise(
+    py: Python<'_>,
+    code: &Bound<'_, PyAny>,
+    _offset: i64,
+    exception: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    // RAISE is a global event: fires for every code object, wanted or not.
+    if !is_wanted(py, code)? {
+        return Ok(());
+    }
+    let traceback = exception
+        .getattr("__traceback__")
+        .unwrap_or_else(|_| py.None().into_bound(py));
+    let arg = PyTuple::new(
+        py,
+        [
+            exception.get_type().into_any(),
+            exception.clone(),
+            traceback,
+        ],
+    )?;
+    deliver(py, code, TraceEvent::Exception, arg.as_any(), None, false)
+}
+
+#[pyfunction]
+pub fn _on_line(py: Python<'_>, code: &Bound<'_, PyAny>, line: i64) -> PyResult<()> {
+    if line < 0 || !current_frame_traces_lines(py) {
+        return Ok(());
+    }
+    let line = c_int::try_from(line).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    deliver(
+        py,
+        code,
+        TraceEvent::Line,
+        &py.None().into_bound(py),
+        Some(line),
+        false,
+    )
+}
+
+#[pyfunction]
+pub fn _on_jump(
+    py: Python<'_>,
+    code: &Bound<'_, PyAny>,
+    from: i64,
+    to: i64,
+) -> PyResult<Py<PyAny>> {
+    if to > from {
+        return disable(py);
+    }
+    // SAFETY: `code` is a live code object (sys.monitoring passes the code being run).
+    let (from_line, to_line) = unsafe {
+        let raw = code.as_ptr().cast::<ffi::PyCodeObject>();
+        (
+            ffi::PyCode_Addr2Line(raw, c_int::try_from(from).unwrap_or(c_int::MAX)),
+            ffi::PyCode_Addr2Line(raw, c_int::try_from(to).unwrap_or(c_int::MAX)),
+        )
+    };
+    if to_line != from_line {
+        return disable(py);
+    }
+    if current_frame_traces_lines(py) && to_line >= 0 {
+        deliver(
+            py,
+            code,
+            TraceEvent::Line,
+            &py.None().into_bound(py),
+            Some(to_line),
+            false,
+        )?;
+    }
+    Ok(py.None())
+}
+
+#[pyfunction]
+pub fn _on_instruction(py: Python<'_>, code: &Bound<'_, PyAny>, _offset: i64) -> PyResult<()> {
+    // SAFETY: the GIL is held.
+    let raw = unsafe { ffi::PyEval_GetFrame() };
+    // SAFETY: a live frame, borrowed.
+    if raw.is_null() || !unsafe { frame::trace_opcodes(raw) } {
+        return Ok(());
+    }
+    deliver(
+        py,
+        code,
+        TraceEvent::Opcode,
+        &py.None().into_bound(py),
+        None,
+        false,
+    )
+}
+
+fn current_frame_traces_lines(_py: Python<'_>) -> bool {
+    // SAFETY: the GIL is held.
+    let raw = unsafe { ffi::PyEval_GetFrame() };
+    if raw.is_null() {
+        return false;
+    }
+    // SAFETY: a live frame, borrowed.
+    unsafe { frame::trace_lines(raw) }
+}
+
+pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_function(wrap_pyfunction!(_on_start, module)?)?;
+    module.add_function(wrap_pyfunction!(_on_throw, module)?)?;
+    module.add_function(wrap_pyfunction!(_on_return, module)?)?;
+    module.add_function(wrap_pyfunction!(_on_yield, module)?)?;
+    module.add_function(wrap_pyfunction!(_on_unwind, module)?)?;
+    module.add_function(wrap_pyfunction!(_on_raise, module)?)?;
+    module.add_function(wrap_pyfunction!(_on_line, module)?)?;
+    module.add_function(wrap_pyfunction!(_on_jump, module)?)?;
+    module.add_function(wrap_pyfunction!(_on_instruction, module)?)?;
+    Ok(())
+}
