@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use pyo3::exceptions::{PyNotImplementedError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyModule, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
@@ -52,11 +52,6 @@ impl Tracer {
             depth,
         };
         let filter = Filter::new(&spec).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        if filter.depth() != 0 {
-            return Err(PyNotImplementedError::new_err(
-                "ferrotrace.Tracer: depth below a match is not implemented yet",
-            ));
-        }
         Ok(Tracer {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             callback: Some(callback),
@@ -159,7 +154,7 @@ fn start_backend(
     _filter: Filter,
     _all_threads: bool,
 ) -> PyResult<()> {
-    Err(PyNotImplementedError::new_err(
+    Err(pyo3::exceptions::PyNotImplementedError::new_err(
         "ferrotrace.Tracer needs Python 3.12+ for now; the 3.11 backend (PEP 523) is not built yet",
     ))
 }

@@ -8,7 +8,7 @@
 //! tools never share `frame.f_trace`.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::c_int;
 use std::sync::LazyLock;
 
@@ -54,6 +54,8 @@ pub struct Consumer {
     failed_threads: Vec<u64>,
     /// Local trace functions, by frame address.
     locals: HashMap<usize, Py<PyAny>>,
+    /// Frames of code the filter does not match that are in scope through `depth`.
+    in_scope: HashSet<usize>,
 }
 
 impl Consumer {
@@ -65,6 +67,7 @@ impl Consumer {
             thread,
             failed_threads: Vec::new(),
             locals: HashMap::new(),
+            in_scope: HashSet::new(),
         }
     }
 
@@ -273,14 +276,89 @@ fn library_environment(py: Python<'_>) -> PyResult<Environment> {
 /// Whether any consumer wants `code` (the allocation-free check for global events).
 fn is_wanted(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<bool> {
     let key = code.as_ptr() as usize;
-    match with_engine(py, |e| e.codes.get(&key).map(|c| !c.wanted_by.is_empty())) {
-        Some(wanted) => Ok(wanted),
-        None => Ok(!wanted_by(py, code)?.is_empty()),
+    let matched = match with_engine(py, |e| e.codes.get(&key).map(|c| !c.wanted_by.is_empty())) {
+        Some(wanted) => wanted,
+        None => !wanted_by(py, code, None)?.is_empty(),
+    };
+    Ok(matched || !scoped_consumers(py, current_frame_key()).is_empty())
+}
+
+fn current_frame_key() -> usize {
+    // SAFETY: the GIL is held by every caller (they are monitoring callbacks).
+    unsafe { ffi::PyEval_GetFrame() as usize }
+}
+
+/// Consumers for which the frame is in scope through `depth`.
+fn scoped_consumers(py: Python<'_>, frame_key: usize) -> Vec<u64> {
+    with_engine(py, |engine| {
+        engine
+            .consumers
+            .iter()
+            .filter(|c| c.in_scope.contains(&frame_key))
+            .map(|c| c.id)
+            .collect()
+    })
+}
+
+/// The consumers with a `depth` for which the current frame (whose code they do not match) is
+/// within `depth` calls of its nearest frame whose code they match.
+fn depth_scope(py: Python<'_>, matched: &[u64]) -> PyResult<Vec<u64>> {
+    let mut pending: Vec<(u64, u32)> = with_engine(py, |engine| {
+        engine
+            .consumers
+            .iter()
+            .filter(|c| c.filter.depth() > 0 && !matched.contains(&c.id))
+            .map(|c| (c.id, c.filter.depth()))
+            .collect()
+    });
+    let mut in_scope = Vec::new();
+    // SAFETY: the GIL is held; PyFrame_GetBack returns a new reference or null.
+    let mut ancestor = unsafe {
+        let current = ffi::PyEval_GetFrame();
+        if current.is_null() {
+            return Ok(in_scope);
+        }
+        Bound::from_owned_ptr_or_opt(py, ffi::PyFrame_GetBack(current).cast())
+    };
+    let mut distance: u32 = 1;
+    while let Some(frame) = ancestor {
+        if pending.is_empty() {
+            break;
+        }
+        let code = frame.getattr("f_code")?;
+        let ancestor_matched = wanted_by(py, &code, Some(&frame))?;
+        pending.retain(|&(id, depth)| {
+            if ancestor_matched.contains(&id) {
+                // The nearest match decides, in scope or not.
+                if distance <= depth {
+                    in_scope.push(id);
+                }
+                false
+            } else {
+                distance < depth
+            }
+        });
+        distance = distance.saturating_add(1);
+        // SAFETY: a live frame; new reference or null.
+        ancestor = unsafe {
+            Bound::from_owned_ptr_or_opt(py, ffi::PyFrame_GetBack(frame.as_ptr().cast()).cast())
+        };
     }
+    Ok(in_scope)
+}
+
+fn any_consumer_has_depth(py: Python<'_>) -> bool {
+    with_engine(py, |engine| {
+        engine.consumers.iter().any(|c| c.filter.depth() > 0)
+    })
 }
 
 /// Which consumers want `code`, deciding (and enabling its local events) on first sight.
-fn wanted_by(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
+fn wanted_by(
+    py: Python<'_>,
+    code: &Bound<'_, PyAny>,
+    frame: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Vec<u64>> {
     let key = code.as_ptr() as usize;
     if let Some(ids) = with_engine(py, |e| e.codes.get(&key).map(|c| c.wanted_by.clone())) {
         return Ok(ids);
@@ -288,7 +366,10 @@ fn wanted_by(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
     let filename: String = code.getattr("co_filename")?.extract()?;
     let name: String = code.getattr("co_name")?.extract()?;
     let qualname: String = code.getattr("co_qualname")?.extract()?;
-    let module = current_module_name(py);
+    let module = match frame {
+        Some(frame) => module_name_of(frame),
+        None => current_module_name(py),
+    };
     let info = CodeInfo {
         filename: &filename,
         name: &name,
@@ -307,27 +388,49 @@ fn wanted_by(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
         };
         (ids, engine.tool)
     });
-    let local_events = if ids.is_empty() { 0 } else { LOCAL_EVENTS };
-    if let (Some(tool), true) = (tool, local_events != 0) {
-        let mon = monitoring(py)?;
-        if !with_engine(py, |engine| {
-            std::mem::replace(&mut engine.global_events_on, true)
-        }) {
-            mon.call_method1("set_events", (tool, GLOBAL_EVENTS))?;
-        }
-        mon.call_method1("set_local_events", (tool, code, local_events))?;
-    }
     with_engine(py, |engine| {
         engine.codes.insert(
             key,
             CodeEntry {
                 _code: code.clone().unbind(),
                 wanted_by: ids.clone(),
-                local_events,
+                local_events: 0,
             },
         )
     });
+    if tool.is_some() && !ids.is_empty() {
+        ensure_local_events(py, code)?;
+    }
     Ok(ids)
+}
+
+/// Switches on the local events of `code` (and, the first time, the global-only events).
+fn ensure_local_events(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<()> {
+    let key = code.as_ptr() as usize;
+    let (tool, needs_local, needs_global) = with_engine(py, |engine| {
+        let needs_local = engine
+            .codes
+            .get_mut(&key)
+            .is_some_and(|entry| std::mem::replace(&mut entry.local_events, LOCAL_EVENTS) == 0);
+        let needs_global = !std::mem::replace(&mut engine.global_events_on, true);
+        (engine.tool, needs_local, needs_global)
+    });
+    let Some(tool) = tool else {
+        return Ok(());
+    };
+    let mon = monitoring(py)?;
+    if needs_global {
+        mon.call_method1("set_events", (tool, GLOBAL_EVENTS))?;
+    }
+    if needs_local {
+        mon.call_method1("set_local_events", (tool, code, LOCAL_EVENTS))?;
+    }
+    Ok(())
+}
+
+fn module_name_of(frame: &Bound<'_, PyAny>) -> Option<String> {
+    let globals = frame.getattr("f_globals").ok()?;
+    globals.get_item("__name__").ok()?.extract().ok()
 }
 
 fn current_module_name(py: Python<'_>) -> Option<String> {
@@ -356,7 +459,8 @@ fn deliver(
     line: Option<c_int>,
     final_exit: bool,
 ) -> PyResult<()> {
-    let ids = wanted_by(py, code)?;
+    let mut ids = wanted_by(py, code, None)?;
+    ids.extend(scoped_consumers(py, current_frame_key()));
     if ids.is_empty() {
         return Ok(());
     }
@@ -429,7 +533,10 @@ fn deliver(
             engine
                 .consumers
                 .iter_mut()
-                .filter_map(|c| c.locals.remove(&key))
+                .filter_map(|c| {
+                    c.in_scope.remove(&key);
+                    c.locals.remove(&key)
+                })
                 .collect()
         });
         drop(dropped);
@@ -462,7 +569,28 @@ fn disable(py: Python<'_>) -> PyResult<Py<PyAny>> {
 
 #[pyfunction]
 pub fn _on_start(py: Python<'_>, code: &Bound<'_, PyAny>, _offset: i64) -> PyResult<Py<PyAny>> {
-    if !is_wanted(py, code)? {
+    let matched = wanted_by(py, code, None)?;
+    if any_consumer_has_depth(py) {
+        // Scope through depth is decided per frame, at every start or resume.
+        let scoped = depth_scope(py, &matched)?;
+        let frame_key = current_frame_key();
+        with_engine(py, |engine| {
+            for consumer in engine.consumers.iter_mut() {
+                if scoped.contains(&consumer.id) {
+                    consumer.in_scope.insert(frame_key);
+                } else {
+                    consumer.in_scope.remove(&frame_key);
+                }
+            }
+        });
+        if matched.is_empty() && scoped.is_empty() {
+            // Not DISABLE: the same code may be called within a match's depth later.
+            return Ok(py.None());
+        }
+        if !scoped.is_empty() {
+            ensure_local_events(py, code)?;
+        }
+    } else if matched.is_empty() {
         return disable(py);
     }
     deliver(
