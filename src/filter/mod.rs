@@ -49,7 +49,8 @@ pub struct FilterSpec {
     pub user_code: bool,
     /// Thread idents and name globs (see [`ThreadFilter`]); empty: every thread.
     pub threads: Vec<String>,
-    /// A comma list of event names (see [`EventMask::parse`]); None: `sys.settrace`'s default.
+    /// A comma list of event names (see [`EventMask::parse`]); None: every event `sys.settrace`
+    /// delivers (`opcode` included, for frames that set `f_trace_opcodes`).
     pub events: Option<String>,
     /// How many calls below a matching frame are traced too (see [`depth`]).
     pub depth: u32,
@@ -105,9 +106,11 @@ impl Filter {
         })?;
         let user_code =
             spec.user_code || (modules.is_empty() && files.is_empty() && functions.is_empty());
+        // Unasked, deliver what sys.settrace would: `opcode` too, which only frames that set
+        // `f_trace_opcodes` produce.
         let events = match &spec.events {
             Some(list) => EventMask::parse(list)?,
-            None => EventMask::default(),
+            None => EventMask::all(),
         };
         Ok(Filter {
             threads: ThreadFilter::new(&spec.threads)?,
@@ -455,7 +458,7 @@ mod tests {
     #[test]
     fn events_threads_and_depth_are_carried() {
         let f = filter(|_| {});
-        assert_eq!(f.events(), EventMask::default());
+        assert_eq!(f.events(), EventMask::all());
         assert_eq!(f.depth(), 0);
         assert!(f.matches_thread(1, "any"));
 

@@ -10,7 +10,7 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::ffi::c_int;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::ffi;
@@ -34,12 +34,13 @@ const RAISE: u32 = 1024;
 const PY_UNWIND: u32 = 4096;
 const PY_THROW: u32 = 8192;
 
-/// Discovers code objects; `DISABLE`d for code no tracer wants.
-const DISCOVERY_EVENTS: u32 = PY_START;
+/// Discovers code objects, at a start or (for a generator or coroutine created earlier) a
+/// resume; both are `DISABLE`d for code no tracer wants.
+const DISCOVERY_EVENTS: u32 = PY_START | PY_RESUME;
 /// Events that exist only globally, so they fire for all code and the callbacks filter them by
 /// code object: switched on only once some code is wanted, so that a filter matching nothing
 /// costs nothing even in exception-heavy programs.
-const GLOBAL_EVENTS: u32 = PY_START | RAISE | PY_UNWIND | PY_THROW;
+const GLOBAL_EVENTS: u32 = DISCOVERY_EVENTS | RAISE | PY_UNWIND | PY_THROW;
 /// Events switched on per code object, for code some tracer wants.
 const LOCAL_EVENTS: u32 = PY_RESUME | PY_RETURN | PY_YIELD | LINE | JUMP | STOP_ITERATION;
 
@@ -113,8 +114,21 @@ fn with_engine<R>(_py: Python<'_>, f: impl FnOnce(&mut Engine) -> R) -> R {
     f(&mut ENGINE.0.borrow_mut())
 }
 
+/// `sys.monitoring` and its `DISABLE`, looked up once: an import from inside a callback would go
+/// through the traced frame's `__builtins__`, which code run by `eval` may not have.
+static MONITORING: OnceLock<(Py<PyAny>, Py<PyAny>)> = OnceLock::new();
+
+fn monitoring_and_disable(py: Python<'_>) -> PyResult<&'static (Py<PyAny>, Py<PyAny>)> {
+    if let Some(cached) = MONITORING.get() {
+        return Ok(cached);
+    }
+    let monitoring = py.import("sys")?.getattr("monitoring")?;
+    let disable = monitoring.getattr("DISABLE")?;
+    Ok(MONITORING.get_or_init(|| (monitoring.unbind(), disable.unbind())))
+}
+
 fn monitoring(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    py.import("sys")?.getattr("monitoring")
+    Ok(monitoring_and_disable(py)?.0.bind(py).clone())
 }
 
 /// Adds a consumer; the first one claims a `sys.monitoring` tool id and registers callbacks.
@@ -564,7 +578,7 @@ fn enable_instruction_events(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResul
 }
 
 fn disable(py: Python<'_>) -> PyResult<Py<PyAny>> {
-    Ok(monitoring(py)?.getattr("DISABLE")?.unbind())
+    Ok(monitoring_and_disable(py)?.1.clone_ref(py))
 }
 
 #[pyfunction]
@@ -762,6 +776,7 @@ fn current_frame_traces_lines(_py: Python<'_>) -> bool {
 }
 
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    monitoring_and_disable(module.py())?;
     module.add_function(wrap_pyfunction!(_on_start, module)?)?;
     module.add_function(wrap_pyfunction!(_on_throw, module)?)?;
     module.add_function(wrap_pyfunction!(_on_return, module)?)?;

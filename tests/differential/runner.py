@@ -17,6 +17,11 @@ PROGRAM is a file in ``tests/programs/``; BACKEND is one of:
 ``installed``
     ``ferrotrace.install()`` first, then the ``sys`` functions (which are now ferrotrace's), the
     way unmodified tools (pdb, bdb, ``threading.settrace``) end up on ferrotrace.
+``tracer``
+    ``settrace(func)`` starts a ``ferrotrace.Tracer(func, files=[PROGRAM])`` on the calling
+    thread (stopping the previous one), ``settrace(None)`` stops it, ``gettrace()`` is the
+    running Tracer's callback or None. ``settrace_all_threads`` raises NotImplementedError.
+    Only meaningful for programs about plain event streams (``tests/test_tracer.py``).
 
 The program protocol is described in ``tests/differential/README.md``. Everything the program
 observes goes into a ``Recorder``; the JSON holds the recorded streams (one per thread, keyed
@@ -200,7 +205,33 @@ class Recorder:
         return profiler
 
 
-def make_backend(name: str) -> types.SimpleNamespace:
+class TracerBackend:
+    """``settrace``/``gettrace`` emulated with one ``ferrotrace.Tracer`` restricted to the
+    program file, on the calling thread (the ``tracer`` backend)."""
+
+    def __init__(self, tracer_class: type, filename: str) -> None:
+        self._tracer_class = tracer_class
+        self._filename = filename
+        self._tracer = None
+        self._function = None
+
+    def settrace(self, function) -> None:
+        if self._tracer is not None:
+            tracer, self._tracer, self._function = self._tracer, None, None
+            tracer.stop()
+        if function is not None:
+            tracer = self._tracer_class(function, files=[self._filename])
+            tracer.start()
+            self._tracer, self._function = tracer, function
+
+    def gettrace(self):
+        return self._function
+
+    def settrace_all_threads(self, function) -> None:
+        raise NotImplementedError("the tracer backend traces the calling thread only")
+
+
+def make_backend(name: str, program: str | None = None) -> types.SimpleNamespace:
     if name == "sys":
 
         def settrace_all_threads(function):
@@ -237,6 +268,14 @@ def make_backend(name: str) -> types.SimpleNamespace:
         sys_backend = make_backend("sys")
         sys_backend.dispatch_count = _native._dispatch_count
         return sys_backend
+    if name == "tracer":
+        emulation = TracerBackend(ferrotrace.Tracer, program)
+        return types.SimpleNamespace(
+            settrace=emulation.settrace,
+            gettrace=emulation.gettrace,
+            settrace_all_threads=emulation.settrace_all_threads,
+            dispatch_count=None,
+        )
     raise SystemExit(f"unknown backend {name!r}")
 
 
@@ -261,7 +300,7 @@ def main() -> None:
     program, backend_name, output = sys.argv[1:4]
     add_site_packages(sys.argv[4:])
     path = os.path.abspath(program)
-    backend = make_backend(backend_name)
+    backend = make_backend(backend_name, path)
     module = load_program(path)
     recorder = Recorder(module.__spec__.origin, backend.gettrace)
     assert module.run.__code__.co_filename == recorder.filename
