@@ -26,6 +26,9 @@ def _settraceallthreads(function: TraceFunction | None, /) -> None:
 def _dispatch_count() -> int:
     """Events ferrotrace delivered to a trace function in this process (a testing aid)."""
 
+def _set_empty_profile_hook(on: bool, /) -> None:
+    """An empty C profile hook on the calling thread (a benchmark baseline, not a tool)."""
+
 class tracing:
     """Context manager: trace the calling thread with ``function`` inside the block."""
 

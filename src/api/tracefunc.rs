@@ -79,6 +79,33 @@ pub fn _dispatch_count() -> u64 {
     legacy::dispatch_count()
 }
 
+/// The cheapest possible C profile hook: the floor any `sys.setprofile`-based tool pays.
+unsafe extern "C" fn empty_profile_hook(
+    _obj: *mut pyo3::ffi::PyObject,
+    _frame: *mut pyo3::ffi::PyFrameObject,
+    _what: std::ffi::c_int,
+    _arg: *mut pyo3::ffi::PyObject,
+) -> std::ffi::c_int {
+    0
+}
+
+/// _set_empty_profile_hook(on, /)
+/// --
+///
+/// Install (or remove) an empty C profile hook on the calling thread: a benchmark baseline
+/// for what any profile hook costs, not a tool.
+#[pyfunction]
+#[pyo3(signature = (on, /))]
+pub fn _set_empty_profile_hook(on: bool) {
+    let hook = if on {
+        Some(empty_profile_hook as pyo3::ffi::Py_tracefunc)
+    } else {
+        None
+    };
+    // SAFETY: the GIL is held (a pyfunction); a null object is allowed.
+    unsafe { pyo3::ffi::PyEval_SetProfile(hook, std::ptr::null_mut()) };
+}
+
 /// tracing(function)
 /// --
 ///
@@ -152,6 +179,7 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(settrace_all_threads, module)?)?;
     module.add_function(wrap_pyfunction!(_settraceallthreads, module)?)?;
     module.add_function(wrap_pyfunction!(_dispatch_count, module)?)?;
+    module.add_function(wrap_pyfunction!(_set_empty_profile_hook, module)?)?;
     module.add_class::<Tracing>()?;
     Ok(())
 }
