@@ -6,7 +6,9 @@ pub mod bindings;
 pub mod errors;
 pub mod filter;
 pub mod hook;
+pub mod output;
 pub mod protocol;
+pub mod record;
 
 use pyo3::prelude::*;
 

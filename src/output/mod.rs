@@ -1,0 +1,257 @@
+//! Trace files from a [`Recording`]: Chrome's Trace Event JSON ([`chrome`]) and Perfetto's
+//! protobuf trace ([`perfetto`]); both open in Perfetto's UI (ui.perfetto.dev) and the JSON in
+//! `chrome://tracing` too. Pure Rust: the writers read only the native recording, so they can
+//! run after the interpreter has torn down its objects.
+//!
+//! # What a file shows
+//!
+//! One slice per call on its thread's track, named by the function's qualified name, with the
+//! function's file and the line the call started at; the returned value and the exception
+//! (where recorded) as arguments. A generator or coroutine gives one slice per resumption, as
+//! `sys.settrace` gives one `call`/`return` pair per resumption. `Line` events are not
+//! written.
+//!
+//! # Streams that do not balance
+//!
+//! Every writer goes through [`spans::Steps`], so the rules are the same for all formats:
+//! - a call still open after its thread's last event (a thread still running, `os._exit`, a
+//!   recording stopped inside a call) is closed at its thread's last timestamp or at
+//!   [`Recording::end_timestamp_ns`], whichever is later, and marked `unfinished`;
+//! - a return with no open call on its thread (its call came before the recording started)
+//!   is dropped, as is an exception outside any call;
+//! - a timestamp earlier than its thread's previous one is taken as equal to it, so slices
+//!   always nest.
+//!
+//! `sys.exit` and uncaught exceptions need no special case: their frames unwind with
+//! `return` events before the interpreter exits, and whatever is left open is closed as above.
+//! [`Format::write_file`] writes to a temporary file beside the target and renames it, so an
+//! interrupted write never leaves a truncated trace under the target name.
+//!
+//! # Threads
+//!
+//! A thread is labelled with [`ThreadBuffer::tid`](crate::record::ThreadBuffer::tid) and its
+//! name. Chrome JSON writes the id as it is; Perfetto's `tid` is an `int32`, so an id above
+//! `i32::MAX` (not a Linux thread id, which is at most 2^22) is folded into that range there.
+
+pub mod chrome;
+pub mod perfetto;
+pub mod protobuf;
+pub mod spans;
+#[cfg(test)]
+mod testing;
+
+use std::ffi::OsString;
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::Path;
+use std::str::FromStr;
+
+use crate::record::{FunctionId, FunctionTable, Recording};
+
+/// Writes a whole recording in one file format.
+pub trait TraceWriter {
+    /// Writes `recording` to `out`, buffering internally (`out` need not be buffered), and
+    /// flushes it.
+    fn write(&self, recording: &Recording, out: &mut dyn Write) -> io::Result<()>;
+}
+
+/// The formats of `ferrotrace trace --format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// Chrome Trace Event Format, JSON ([`chrome::ChromeWriter`]).
+    Chrome,
+    /// Perfetto protobuf trace ([`perfetto::PerfettoWriter`]).
+    Perfetto,
+}
+
+impl Format {
+    pub const ALL: [Format; 2] = [Format::Chrome, Format::Perfetto];
+
+    /// The name given on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Chrome => "chrome",
+            Format::Perfetto => "perfetto",
+        }
+    }
+
+    /// The usual file extension, without the dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Chrome => "json",
+            Format::Perfetto => "pftrace",
+        }
+    }
+
+    pub fn writer(self) -> &'static dyn TraceWriter {
+        match self {
+            Format::Chrome => &chrome::ChromeWriter,
+            Format::Perfetto => &perfetto::PerfettoWriter,
+        }
+    }
+
+    pub fn write(self, recording: &Recording, out: &mut dyn Write) -> io::Result<()> {
+        self.writer().write(recording, out)
+    }
+
+    /// Writes the file at `path` whole or not at all: into `.NAME.PID.tmp` beside it, then
+    /// renamed over it. On an error the temporary file is removed and `path` left as it was.
+    pub fn write_file(self, recording: &Recording, path: &Path) -> io::Result<()> {
+        let Some(file_name) = path.file_name() else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} does not name a file", path.display()),
+            ));
+        };
+        let mut temp_name = OsString::from(".");
+        temp_name.push(file_name);
+        temp_name.push(format!(".{}.tmp", std::process::id()));
+        let temp = path.with_file_name(temp_name);
+        let result = File::create(&temp)
+            .and_then(|mut file| self.write(recording, &mut file))
+            .and_then(|()| fs::rename(&temp, path));
+        if result.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        result
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A format name that is not one of [`Format::ALL`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownFormat(pub String);
+
+impl fmt::Display for UnknownFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown trace format {:?}: use chrome or perfetto",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownFormat {}
+
+impl FromStr for Format {
+    type Err = UnknownFormat;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(name.trim()))
+            .ok_or_else(|| UnknownFormat(name.to_owned()))
+    }
+}
+
+/// What a slice is labelled with: `(name, file)`; `("<unknown>", "")` for an id the table did
+/// not give.
+pub(crate) fn describe(functions: &FunctionTable, id: FunctionId) -> (&str, &str) {
+    match functions.get(id) {
+        Some(info) => (info.display_name(), &info.filename),
+        None => ("<unknown>", ""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Event, EventKind, ProcessInfo, ThreadBuffer};
+
+    #[test]
+    fn formats_parse_by_name() {
+        assert_eq!("chrome".parse(), Ok(Format::Chrome));
+        assert_eq!(" Perfetto ".parse(), Ok(Format::Perfetto));
+        let err = "json".parse::<Format>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown trace format \"json\": use chrome or perfetto"
+        );
+        for format in Format::ALL {
+            assert_eq!(format.to_string().parse(), Ok(format));
+        }
+        assert_eq!(Format::Perfetto.extension(), "pftrace");
+        assert_eq!(Format::Chrome.extension(), "json");
+    }
+
+    #[test]
+    fn write_file_replaces_the_target_whole() {
+        let dir = std::env::temp_dir().join(format!("ferrotrace-output-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let recording = testing::small_recording();
+        for format in Format::ALL {
+            let path = dir.join(format!("trace.{}", format.extension()));
+            fs::write(&path, b"old").unwrap();
+            format.write_file(&recording, &path).unwrap();
+            let mut expected = Vec::new();
+            format.write(&recording, &mut expected).unwrap();
+            assert_eq!(fs::read(&path).unwrap(), expected);
+        }
+        // A directory that does not exist: an error, and nothing left behind.
+        let missing = dir.join("missing").join("trace.json");
+        assert!(Format::Chrome.write_file(&recording, &missing).is_err());
+        assert!(Format::Chrome
+            .write_file(&recording, Path::new("/"))
+            .is_err());
+        let mut names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["trace.json", "trace.pftrace"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn deep_and_long_streams_keep_every_call() {
+        let depth = 50_000;
+        let mut recording = Recording::new(ProcessInfo::default());
+        let f = recording
+            .functions
+            .intern(crate::record::FunctionInfo::new("f", "f", "f.py", 1));
+        let mut thread = ThreadBuffer::new(1, "MainThread");
+        for i in 0..depth {
+            thread.push(Event::new(EventKind::Call, f, 1, i));
+        }
+        for i in 0..depth - 10 {
+            thread.push(Event::new(EventKind::Return, f, 1, depth + i));
+        }
+        recording.add_thread(thread);
+
+        let mut json = Vec::new();
+        Format::Chrome.write(&recording, &mut json).unwrap();
+        let json = String::from_utf8(json).unwrap();
+        assert_eq!(json.matches("\"ph\":\"X\"").count(), depth as usize);
+        assert_eq!(json.matches("\"unfinished\":true").count(), 10);
+
+        let mut trace = Vec::new();
+        Format::Perfetto.write(&recording, &mut trace).unwrap();
+        let packets = testing::decode(&trace).unwrap();
+        assert_eq!(packets.len(), 2 + 2 * depth as usize);
+    }
+
+    #[test]
+    fn unknown_function_ids_are_labelled() {
+        let mut recording = Recording::new(ProcessInfo::default());
+        let mut thread = ThreadBuffer::new(1, "");
+        thread.push(Event::new(EventKind::Call, FunctionId(7), 0, 0));
+        thread.push(Event::new(EventKind::Call, FunctionId::OVERFLOW, 0, 0));
+        recording.add_thread(thread);
+        assert_eq!(
+            describe(&recording.functions, FunctionId(7)),
+            ("<unknown>", "")
+        );
+        for format in Format::ALL {
+            let mut out = Vec::new();
+            format.write(&recording, &mut out).unwrap();
+            assert!(!out.is_empty());
+        }
+    }
+}

@@ -1,0 +1,697 @@
+//! Perfetto's protobuf trace format (`.pftrace`), as the Perfetto SDK's track events write
+//! it; field numbers from `protos/perfetto/trace/` in the Perfetto repository, named beside
+//! each use.
+//!
+//! The file is a `Trace`: a sequence of `TracePacket`s.
+//! 1. The process track: a `TrackDescriptor` with a `ProcessDescriptor` (pid, name).
+//! 2. Per thread, in recording order, one packet sequence (its own
+//!    `trusted_packet_sequence_id`, as each thread of an SDK-instrumented program has):
+//!    - first a `TrackDescriptor` for the thread's track (parent: the process track) with a
+//!      `ThreadDescriptor` (pid, tid, name). It clears the sequence's incremental state
+//!      (`SEQ_INCREMENTAL_STATE_CLEARED`) and interns the category `python` and the debug
+//!      annotation names;
+//!    - then one `TrackEvent` packet per slice begin and end (`TYPE_SLICE_BEGIN`,
+//!      `TYPE_SLICE_END`), timestamp in nanoseconds on the default trace clock, flagged
+//!      `SEQ_NEEDS_INCREMENTAL_STATE`. A function's name (`EventName`) and source location
+//!      (`SourceLocation`: file, qualified name, first line) are interned on the sequence the
+//!      first time the thread calls it, with iid = function id + 1.
+//!
+//! What Perfetto's UI shows for a slice: its name, the category, the args
+//! `source.file_name`, `source.function_name`, `source.line_number` (from the interned
+//! source location), and the debug annotations `debug.line` (the line the call started at:
+//! for a resumed generator, where it resumed), `debug.return`, `debug.exception`, and
+//! `debug.unfinished` for a call still open at the end (see [`crate::output`]). The
+//! annotations that describe the end are written on the `SLICE_END` packet; the trace
+//! processor merges a slice's begin and end arguments.
+//!
+//! Track uuids: the process track is `pid << 32 | 1`, thread `n` (from 0) is that plus
+//! `n + 1`.
+
+use std::io::{self, BufWriter, Write};
+
+use super::protobuf::{put_varint, Encoder, WIRE_LEN};
+use super::spans::{End, Step, Steps};
+use super::{describe, TraceWriter};
+use crate::record::{Event, FunctionId, Recording, ThreadBuffer};
+
+/// Writes [`Format::Perfetto`](super::Format::Perfetto).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PerfettoWriter;
+
+/// Field numbers, message by message (proto field name in the comment).
+mod field {
+    /// `Trace` (trace.proto)
+    pub const TRACE_PACKET: u32 = 1; // repeated TracePacket packet
+
+    /// `TracePacket` (trace_packet.proto)
+    pub mod packet {
+        pub const TIMESTAMP: u32 = 8; // optional uint64 timestamp
+        pub const TRUSTED_PACKET_SEQUENCE_ID: u32 = 10; // uint32 trusted_packet_sequence_id
+        pub const TRACK_EVENT: u32 = 11; // TrackEvent track_event
+        pub const INTERNED_DATA: u32 = 12; // optional InternedData interned_data
+        pub const SEQUENCE_FLAGS: u32 = 13; // optional uint32 sequence_flags
+        pub const TRACK_DESCRIPTOR: u32 = 60; // TrackDescriptor track_descriptor
+    }
+
+    /// `TrackDescriptor` (track_event/track_descriptor.proto)
+    pub mod track_descriptor {
+        pub const UUID: u32 = 1; // optional uint64 uuid
+        pub const PROCESS: u32 = 3; // optional ProcessDescriptor process
+        pub const THREAD: u32 = 4; // optional ThreadDescriptor thread
+        pub const PARENT_UUID: u32 = 5; // optional uint64 parent_uuid
+    }
+
+    /// `ProcessDescriptor` (track_event/process_descriptor.proto)
+    pub mod process_descriptor {
+        pub const PID: u32 = 1; // optional int32 pid
+        pub const PROCESS_NAME: u32 = 6; // optional string process_name
+    }
+
+    /// `ThreadDescriptor` (track_event/thread_descriptor.proto)
+    pub mod thread_descriptor {
+        pub const PID: u32 = 1; // optional int32 pid
+        pub const TID: u32 = 2; // optional int32 tid
+        pub const THREAD_NAME: u32 = 5; // optional string thread_name
+    }
+
+    /// `TrackEvent` (track_event/track_event.proto)
+    pub mod track_event {
+        pub const CATEGORY_IIDS: u32 = 3; // repeated uint64 category_iids
+        pub const DEBUG_ANNOTATIONS: u32 = 4; // repeated DebugAnnotation debug_annotations
+        pub const TYPE: u32 = 9; // optional Type type
+        pub const NAME_IID: u32 = 10; // uint64 name_iid (oneof name_field)
+        pub const TRACK_UUID: u32 = 11; // optional uint64 track_uuid
+        pub const SOURCE_LOCATION_IID: u32 = 34; // uint64 source_location_iid
+    }
+
+    /// `InternedData` (interned_data/interned_data.proto)
+    pub mod interned_data {
+        pub const EVENT_CATEGORIES: u32 = 1; // repeated EventCategory event_categories
+        pub const EVENT_NAMES: u32 = 2; // repeated EventName event_names
+        pub const DEBUG_ANNOTATION_NAMES: u32 = 3; // repeated DebugAnnotationName ...
+        pub const SOURCE_LOCATIONS: u32 = 4; // repeated SourceLocation source_locations
+    }
+
+    /// `EventCategory`, `EventName` (track_event.proto) and `DebugAnnotationName`
+    /// (debug_annotation.proto): the same two fields.
+    pub mod interned_name {
+        pub const IID: u32 = 1; // optional uint64 iid
+        pub const NAME: u32 = 2; // optional string name
+    }
+
+    /// `SourceLocation` (track_event/source_location.proto)
+    pub mod source_location {
+        pub const IID: u32 = 1; // optional uint64 iid
+        pub const FILE_NAME: u32 = 2; // optional string file_name
+        pub const FUNCTION_NAME: u32 = 3; // optional string function_name
+        pub const LINE_NUMBER: u32 = 4; // optional uint32 line_number
+    }
+
+    /// `DebugAnnotation` (track_event/debug_annotation.proto)
+    pub mod debug_annotation {
+        pub const NAME_IID: u32 = 1; // uint64 name_iid (oneof name_field)
+        pub const BOOL_VALUE: u32 = 2; // bool bool_value (oneof value)
+        pub const INT_VALUE: u32 = 4; // int64 int_value (oneof value)
+        pub const STRING_VALUE: u32 = 6; // string string_value (oneof value)
+    }
+}
+
+/// `TrackEvent.Type`
+const TYPE_SLICE_BEGIN: u64 = 1;
+const TYPE_SLICE_END: u64 = 2;
+/// `TracePacket.SequenceFlags`
+const SEQ_INCREMENTAL_STATE_CLEARED: u64 = 1;
+const SEQ_NEEDS_INCREMENTAL_STATE: u64 = 2;
+
+/// Interned on every thread's sequence by its first packet.
+const CATEGORY_IID: u64 = 1;
+const CATEGORY: &str = "python";
+const ANNOTATION_LINE: u64 = 1;
+const ANNOTATION_RETURN: u64 = 2;
+const ANNOTATION_EXCEPTION: u64 = 3;
+const ANNOTATION_UNFINISHED: u64 = 4;
+const ANNOTATION_NAMES: [(u64, &str); 4] = [
+    (ANNOTATION_LINE, "line"),
+    (ANNOTATION_RETURN, "return"),
+    (ANNOTATION_EXCEPTION, "exception"),
+    (ANNOTATION_UNFINISHED, "unfinished"),
+];
+
+/// The packet sequence of the process track; thread `n`'s is `n + 2`.
+const PROCESS_SEQUENCE: u32 = 1;
+
+fn process_uuid(pid: u32) -> u64 {
+    (u64::from(pid) << 32) | 1
+}
+
+/// An id as an `int32` field holds it: ids above `i32::MAX` are folded into range.
+fn int32_id(id: u64) -> i64 {
+    const LIMIT: u64 = i32::MAX as u64;
+    if id <= LIMIT {
+        id as i64
+    } else {
+        (id % LIMIT) as i64
+    }
+}
+
+impl TraceWriter for PerfettoWriter {
+    fn write(&self, recording: &Recording, out: &mut dyn Write) -> io::Result<()> {
+        let mut out = BufWriter::with_capacity(1 << 16, out);
+        let mut packet = Encoder::new();
+        let process = &recording.process;
+        let pid = int32_id(u64::from(process.pid));
+        let process_track = process_uuid(process.pid);
+
+        packet.uint(
+            field::packet::TRUSTED_PACKET_SEQUENCE_ID,
+            PROCESS_SEQUENCE.into(),
+        );
+        packet.uint(field::packet::SEQUENCE_FLAGS, SEQ_INCREMENTAL_STATE_CLEARED);
+        packet.message(field::packet::TRACK_DESCRIPTOR, |track| {
+            use field::{process_descriptor as pd, track_descriptor as td};
+            track.uint(td::UUID, process_track);
+            track.message(td::PROCESS, |p| {
+                p.int(pd::PID, pid);
+                if !process.name.is_empty() {
+                    p.string(pd::PROCESS_NAME, &process.name);
+                }
+            });
+        });
+        emit(&mut out, &packet)?;
+
+        for (index, thread) in recording.threads().iter().enumerate() {
+            let sequence = (index as u32).wrapping_add(PROCESS_SEQUENCE + 1);
+            let track = process_track.wrapping_add(index as u64 + 1);
+            let mut writer = ThreadWriter {
+                recording,
+                sequence,
+                track,
+                interned: vec![false; recording.functions.len() + 1],
+                packet: &mut packet,
+                out: &mut out,
+            };
+            writer.descriptor(thread, pid, process_track)?;
+            writer.events(thread)?;
+        }
+        out.flush()
+    }
+}
+
+/// Writes `packet` as one `Trace.packet` field.
+fn emit(out: &mut impl Write, packet: &Encoder) -> io::Result<()> {
+    let mut key = Vec::with_capacity(12);
+    put_varint(
+        &mut key,
+        (u64::from(field::TRACE_PACKET) << 3) | u64::from(WIRE_LEN),
+    );
+    put_varint(&mut key, packet.bytes().len() as u64);
+    out.write_all(&key)?;
+    out.write_all(packet.bytes())
+}
+
+/// One thread's packet sequence.
+struct ThreadWriter<'a, W: Write> {
+    recording: &'a Recording,
+    sequence: u32,
+    track: u64,
+    /// Which functions' names and source locations this sequence has interned, by
+    /// [`Self::iid`] - 1.
+    interned: Vec<bool>,
+    packet: &'a mut Encoder,
+    out: &'a mut W,
+}
+
+impl<W: Write> ThreadWriter<'_, W> {
+    /// The iid of a function's `EventName` and `SourceLocation`: its id + 1; every id the table
+    /// did not give shares the iid after the last function's (named `<unknown>`).
+    fn iid(&self, function: FunctionId) -> u64 {
+        let known = self.recording.functions.len();
+        let index = (function.0 as usize).min(known);
+        index as u64 + 1
+    }
+
+    fn descriptor(&mut self, thread: &ThreadBuffer, pid: i64, parent: u64) -> io::Result<()> {
+        let (sequence, track) = (self.sequence, self.track);
+        let p = &mut *self.packet;
+        p.clear();
+        p.uint(field::packet::TRUSTED_PACKET_SEQUENCE_ID, sequence.into());
+        p.uint(field::packet::SEQUENCE_FLAGS, SEQ_INCREMENTAL_STATE_CLEARED);
+        p.message(field::packet::TRACK_DESCRIPTOR, |t| {
+            use field::{thread_descriptor as thd, track_descriptor as td};
+            t.uint(td::UUID, track);
+            t.uint(td::PARENT_UUID, parent);
+            t.message(td::THREAD, |th| {
+                th.int(thd::PID, pid);
+                th.int(thd::TID, int32_id(thread.tid()));
+                if !thread.name().is_empty() {
+                    th.string(thd::THREAD_NAME, thread.name());
+                }
+            });
+        });
+        p.message(field::packet::INTERNED_DATA, |data| {
+            use field::{interned_data as id, interned_name as name};
+            data.message(id::EVENT_CATEGORIES, |c| {
+                c.uint(name::IID, CATEGORY_IID);
+                c.string(name::NAME, CATEGORY);
+            });
+            for (iid, text) in ANNOTATION_NAMES {
+                data.message(id::DEBUG_ANNOTATION_NAMES, |n| {
+                    n.uint(name::IID, iid);
+                    n.string(name::NAME, text);
+                });
+            }
+        });
+        emit(self.out, self.packet)
+    }
+
+    fn events(&mut self, thread: &ThreadBuffer) -> io::Result<()> {
+        for step in Steps::of_thread(thread, self.recording.end_timestamp_ns()) {
+            match step {
+                Step::Begin { call, ts } => self.begin(call, ts),
+                Step::End(end) => self.end(&end),
+            }
+            emit(self.out, self.packet)?;
+        }
+        Ok(())
+    }
+
+    /// Starts a track event packet of this sequence.
+    fn start_packet(&mut self, ts: u64) {
+        let p = &mut *self.packet;
+        p.clear();
+        p.uint(field::packet::TIMESTAMP, ts);
+        p.uint(
+            field::packet::TRUSTED_PACKET_SEQUENCE_ID,
+            self.sequence.into(),
+        );
+        p.uint(field::packet::SEQUENCE_FLAGS, SEQ_NEEDS_INCREMENTAL_STATE);
+    }
+
+    fn begin(&mut self, call: &Event, ts: u64) {
+        use field::{debug_annotation as da, track_event as te};
+        let functions = &self.recording.functions;
+        let iid = self.iid(call.function);
+        let first_use = match self.interned.get_mut(iid as usize - 1) {
+            Some(done) => !std::mem::replace(done, true),
+            None => false,
+        };
+        self.start_packet(ts);
+        let p = &mut *self.packet;
+        if first_use {
+            let (name, file) = describe(functions, call.function);
+            let first_line = functions.get(call.function).map_or(0, |f| f.first_line);
+            p.message(field::packet::INTERNED_DATA, |data| {
+                use field::{interned_data as id, interned_name as n, source_location as sl};
+                data.message(id::EVENT_NAMES, |e| {
+                    e.uint(n::IID, iid);
+                    e.string(n::NAME, name);
+                });
+                data.message(id::SOURCE_LOCATIONS, |s| {
+                    s.uint(sl::IID, iid);
+                    s.string(sl::FILE_NAME, file);
+                    s.string(sl::FUNCTION_NAME, name);
+                    s.uint(sl::LINE_NUMBER, first_line.into());
+                });
+            });
+        }
+        let track = self.track;
+        p.message(field::packet::TRACK_EVENT, |e| {
+            e.uint(te::TYPE, TYPE_SLICE_BEGIN);
+            e.uint(te::TRACK_UUID, track);
+            e.uint(te::CATEGORY_IIDS, CATEGORY_IID);
+            e.uint(te::NAME_IID, iid);
+            e.uint(te::SOURCE_LOCATION_IID, iid);
+            e.message(te::DEBUG_ANNOTATIONS, |a| {
+                a.uint(da::NAME_IID, ANNOTATION_LINE);
+                a.int(da::INT_VALUE, call.line.into());
+            });
+        });
+    }
+
+    fn end(&mut self, end: &End<'_>) {
+        use field::{debug_annotation as da, track_event as te};
+        self.start_packet(end.ts);
+        let track = self.track;
+        self.packet.message(field::packet::TRACK_EVENT, |e| {
+            e.uint(te::TYPE, TYPE_SLICE_END);
+            e.uint(te::TRACK_UUID, track);
+            let strings = [
+                (ANNOTATION_RETURN, end.return_value()),
+                (ANNOTATION_EXCEPTION, end.exception()),
+            ];
+            for (name, value) in strings {
+                if let Some(value) = value {
+                    e.message(te::DEBUG_ANNOTATIONS, |a| {
+                        a.uint(da::NAME_IID, name);
+                        a.string(da::STRING_VALUE, value);
+                    });
+                }
+            }
+            if end.unfinished() {
+                e.message(te::DEBUG_ANNOTATIONS, |a| {
+                    a.uint(da::NAME_IID, ANNOTATION_UNFINISHED);
+                    a.bool(da::BOOL_VALUE, true);
+                });
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+
+    use super::*;
+    use crate::output::testing::{check_golden, small_recording, Message, Value};
+    use crate::record::{EventKind, FunctionInfo, ProcessInfo};
+
+    fn write(recording: &Recording) -> Vec<u8> {
+        let mut out = Vec::new();
+        PerfettoWriter.write(recording, &mut out).unwrap();
+        out
+    }
+
+    /// A slice read back from the trace, with its begin and end args merged.
+    #[derive(Debug, Default)]
+    struct Slice {
+        track: u64,
+        name: String,
+        start: u64,
+        end: u64,
+        depth: usize,
+        source: (String, String, u64),
+        args: BTreeMap<String, String>,
+    }
+
+    #[derive(Debug, Default)]
+    struct Decoded {
+        packets: usize,
+        /// uuid -> TrackDescriptor
+        tracks: HashMap<u64, Message>,
+        track_order: Vec<u64>,
+        slices: Vec<Slice>,
+        /// (sequence, event name) for each EventName interned.
+        interned_names: Vec<(u64, String)>,
+    }
+
+    #[derive(Default)]
+    struct Sequence {
+        cleared: bool,
+        categories: HashMap<u64, String>,
+        names: HashMap<u64, String>,
+        annotation_names: HashMap<u64, String>,
+        sources: HashMap<u64, (String, String, u64)>,
+    }
+
+    fn intern(table: &mut HashMap<u64, String>, entries: Vec<Message>) {
+        for entry in entries {
+            let iid = entry.uint(1).expect("an iid");
+            assert_ne!(iid, 0, "iid 0 is invalid");
+            let name = entry.string(2).expect("a name");
+            let previous = table.insert(iid, name.clone());
+            assert!(
+                previous.is_none() || previous == Some(name),
+                "iid {iid} redefined"
+            );
+        }
+    }
+
+    fn annotation(table: &HashMap<u64, String>, a: &Message) -> (String, String) {
+        let name = table[&a.uint(1).expect("an interned name")].clone();
+        let value = if let Some(s) = a.string(6) {
+            s
+        } else if let Some(i) = a.uint(4) {
+            (i as i64).to_string()
+        } else {
+            assert_eq!(a.uint(2), Some(1), "a bool annotation");
+            "true".to_owned()
+        };
+        (name, value)
+    }
+
+    /// Reads a trace back as Perfetto's trace processor would, checking on the way that every
+    /// interned id resolves on its sequence, every track is described before it is used,
+    /// and every SLICE_END closes a SLICE_BEGIN of the same track.
+    fn read_back(bytes: &[u8]) -> Decoded {
+        let trace = Message::parse(bytes);
+        assert!(trace.0.iter().all(|(n, _)| *n == field::TRACE_PACKET));
+        let mut decoded = Decoded::default();
+        let mut sequences: HashMap<u64, Sequence> = HashMap::new();
+        let mut open: HashMap<u64, Vec<Slice>> = HashMap::new();
+        let mut last_ts: HashMap<u64, u64> = HashMap::new();
+        for packet in trace.messages(field::TRACE_PACKET) {
+            decoded.packets += 1;
+            for (number, _) in &packet.0 {
+                assert!([8, 10, 11, 12, 13, 60].contains(number), "field {number}");
+            }
+            let sequence_id = packet.uint(10).expect("a sequence id");
+            assert_ne!(sequence_id, 0);
+            let flags = packet.uint(13).unwrap_or(0);
+            let sequence = sequences.entry(sequence_id).or_default();
+            if flags & SEQ_INCREMENTAL_STATE_CLEARED != 0 {
+                *sequence = Sequence {
+                    cleared: true,
+                    ..Sequence::default()
+                };
+            }
+            if let Some(data) = packet.message(12) {
+                assert!(
+                    sequence.cleared,
+                    "interned data before the state was cleared"
+                );
+                intern(&mut sequence.categories, data.messages(1));
+                for name in data.messages(2) {
+                    decoded
+                        .interned_names
+                        .push((sequence_id, name.string(2).unwrap()));
+                }
+                intern(&mut sequence.names, data.messages(2));
+                intern(&mut sequence.annotation_names, data.messages(3));
+                for source in data.messages(4) {
+                    let iid = source.uint(1).unwrap();
+                    let location = (
+                        source.string(2).unwrap(),
+                        source.string(3).unwrap(),
+                        source.uint(4).unwrap(),
+                    );
+                    assert!(sequence.sources.insert(iid, location).is_none());
+                }
+            }
+            if let Some(track) = packet.message(60) {
+                let uuid = track.uint(1).expect("a uuid");
+                assert_ne!(uuid, 0);
+                if let Some(parent) = track.uint(5) {
+                    assert!(decoded.tracks.contains_key(&parent), "unknown parent");
+                }
+                assert!(decoded.tracks.insert(uuid, track).is_none(), "uuid reused");
+                decoded.track_order.push(uuid);
+            }
+            let Some(event) = packet.message(11) else {
+                assert!(!packet.has(8), "a timestamp without an event");
+                continue;
+            };
+            assert!(flags & SEQ_NEEDS_INCREMENTAL_STATE != 0 && sequence.cleared);
+            let ts = packet.uint(8).expect("a timestamp");
+            let track = event.uint(11).expect("a track");
+            assert!(decoded.tracks.contains_key(&track), "undescribed track");
+            let previous = last_ts.insert(track, ts).unwrap_or(0);
+            assert!(previous <= ts, "time goes backwards on track {track}");
+            let stack = open.entry(track).or_default();
+            let annotations = event
+                .messages(4)
+                .iter()
+                .map(|a| annotation(&sequence.annotation_names, a))
+                .collect::<Vec<_>>();
+            match event.uint(9) {
+                Some(TYPE_SLICE_BEGIN) => {
+                    let categories: Vec<&Value> = event.all(3).collect();
+                    assert_eq!(categories, [&Value::Varint(CATEGORY_IID)]);
+                    assert_eq!(sequence.categories[&CATEGORY_IID], "python");
+                    let iid = event.uint(10).expect("a name iid");
+                    let name = sequence.names.get(&iid).expect("an interned name").clone();
+                    let source = sequence.sources[&event.uint(34).unwrap()].clone();
+                    stack.push(Slice {
+                        track,
+                        name,
+                        start: ts,
+                        depth: stack.len(),
+                        source,
+                        args: annotations.into_iter().collect(),
+                        ..Slice::default()
+                    });
+                }
+                Some(TYPE_SLICE_END) => {
+                    assert!(!event.has(10), "an end repeats no name");
+                    let mut slice = stack.pop().expect("an end without a begin");
+                    slice.end = ts;
+                    slice.args.extend(annotations);
+                    decoded.slices.push(slice);
+                }
+                other => panic!("unexpected type {other:?}"),
+            }
+        }
+        assert!(open.values().all(Vec::is_empty), "slices left open");
+        decoded.slices.sort_by_key(|s| (s.track, s.start, s.depth));
+        decoded
+    }
+
+    #[test]
+    fn descriptors_describe_the_process_and_its_threads() {
+        let recording = small_recording();
+        let decoded = read_back(&write(&recording));
+        let calls = recording.call_count();
+        assert_eq!(decoded.packets, 1 + 2 + 2 * calls);
+        let process = &decoded.tracks[&decoded.track_order[0]];
+        let p = process.message(3).expect("a process descriptor");
+        assert_eq!(p.uint(1), Some(4242));
+        assert_eq!(p.string(6).as_deref(), Some("python demo.py"));
+        assert_eq!(decoded.track_order[0], (4242 << 32) | 1);
+        let threads: Vec<(u64, Option<String>)> = decoded.track_order[1..]
+            .iter()
+            .map(|uuid| {
+                let track = &decoded.tracks[uuid];
+                assert_eq!(track.uint(5), Some(decoded.track_order[0]));
+                let t = track.message(4).expect("a thread descriptor");
+                assert_eq!(t.uint(1), Some(4242));
+                (t.uint(2).unwrap(), t.string(5))
+            })
+            .collect();
+        assert_eq!(
+            threads,
+            [
+                (1001, Some("MainThread".to_owned())),
+                (1002, Some("worker-1 ✓".to_owned()))
+            ]
+        );
+    }
+
+    #[test]
+    fn every_call_is_a_slice_with_its_args() {
+        let recording = small_recording();
+        let decoded = read_back(&write(&recording));
+        let main_track = decoded.track_order[1];
+        let rows: Vec<(bool, &str, u64, u64, usize)> = decoded
+            .slices
+            .iter()
+            .map(|s| (s.track == main_track, &*s.name, s.start, s.end, s.depth))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (true, "main", 1_000_000, 1_010_000, 0),
+                (true, "Cart.total", 1_000_500, 1_002_000, 1),
+                (true, "parse", 1_002_000, 1_003_000, 1),
+                (true, "restock", 1_004_000, 1_004_250, 1),
+                (true, "restock", 1_005_000, 1_005_001, 1),
+                (true, "<lambda>", 1_006_000, 1_006_000, 1),
+                (false, "Worker.<locals>.work", 1_001_500, 1_012_000, 0),
+                (false, "Cart.total", 1_002_500, 1_003_500, 1),
+            ]
+        );
+        let args = |i: usize| {
+            decoded.slices[i]
+                .args
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+        };
+        let error = "ValueError: bad count\n\t\"x\"";
+        assert_eq!(
+            args(0),
+            [
+                format!("exception={error}"),
+                "line=10".into(),
+                "return={'apples': 6}".into()
+            ]
+        );
+        assert_eq!(args(2), [format!("exception={error}"), "line=30".into()]);
+        assert_eq!(args(4), ["line=41", "return=None"]);
+        assert_eq!(args(6), ["line=50", "unfinished=true"]);
+        let source = &decoded.slices[6].source;
+        assert_eq!(
+            (&*source.0, &*source.1, source.2),
+            ("/app/tools/ünï \"quoted\"\\.py", "Worker.<locals>.work", 50)
+        );
+    }
+
+    #[test]
+    fn names_are_interned_once_per_sequence() {
+        let decoded = read_back(&write(&small_recording()));
+        let mut names = decoded.interned_names.clone();
+        let count = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), count, "a name interned twice on a sequence");
+        // Cart.total runs on both threads: interned on both sequences.
+        let total: Vec<u64> = names
+            .iter()
+            .filter(|(_, n)| n == "Cart.total")
+            .map(|(seq, _)| *seq)
+            .collect();
+        assert_eq!(total, [2, 3]);
+        assert_eq!(count, 7);
+    }
+
+    #[test]
+    fn unbalanced_and_empty_streams_give_valid_traces() {
+        let empty = read_back(&write(&Recording::default()));
+        assert_eq!((empty.packets, empty.slices.len()), (1, 0));
+
+        let mut recording = Recording::new(ProcessInfo {
+            pid: u32::MAX,
+            name: String::new(),
+            start_timestamp_ns: 0,
+        });
+        let f = recording
+            .functions
+            .intern(FunctionInfo::new("f", "f", "f.py", 1));
+        let mut thread = ThreadBuffer::new(u64::MAX, "");
+        use EventKind::*;
+        for (kind, function, ts) in [
+            (Return, f, 50),
+            (Call, f, 30),
+            (Call, FunctionId(12), 20),
+            (Call, FunctionId::OVERFLOW, 25),
+            (Return, f, 60),
+            (Exception, f, 61),
+        ] {
+            thread.push(Event::new(kind, function, 1, ts));
+        }
+        recording.add_thread(thread);
+        recording.add_thread(ThreadBuffer::new(3, "idle"));
+        let decoded = read_back(&write(&recording));
+        let rows: Vec<(&str, u64, u64, bool)> = decoded
+            .slices
+            .iter()
+            .map(|s| (&*s.name, s.start, s.end, s.args.contains_key("unfinished")))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("f", 50, 61, true),
+                ("<unknown>", 50, 61, true),
+                ("<unknown>", 50, 60, false),
+            ]
+        );
+        // Both unknown ids share one interned name.
+        assert_eq!(decoded.interned_names.len(), 2);
+        let thread = decoded.tracks[&decoded.track_order[1]].message(4).unwrap();
+        assert_eq!(thread.uint(2), Some(int32_id(u64::MAX) as u64));
+        assert_eq!(decoded.tracks.len(), 3);
+    }
+
+    #[test]
+    fn ids_fold_into_int32() {
+        assert_eq!(int32_id(0), 0);
+        assert_eq!(int32_id(4_194_304), 4_194_304);
+        assert_eq!(int32_id(i32::MAX as u64), i64::from(i32::MAX));
+        for id in [i32::MAX as u64 + 1, u64::MAX, 140_737_353_951_040] {
+            assert!((0..=i64::from(i32::MAX)).contains(&int32_id(id)));
+        }
+    }
+
+    #[test]
+    fn golden_small() {
+        check_golden("perfetto_small.pftrace", &write(&small_recording()));
+    }
+}

@@ -1,0 +1,167 @@
+//! A minimal protobuf encoder: the handful of wire types the Perfetto writer needs.
+//!
+//! A message is encoded into a byte vector; a nested message is written in place and its
+//! length inserted in front of it afterwards, so the output is canonical (shortest varints).
+
+/// Wire type of `int32`, `int64`, `uint32`, `uint64`, `bool` and enums.
+pub const WIRE_VARINT: u8 = 0;
+/// Wire type of `string`, `bytes`, nested messages and packed repeated fields.
+pub const WIRE_LEN: u8 = 2;
+
+/// Appends `value` as a base-128 varint (1 to 10 bytes).
+pub fn put_varint(buf: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        buf.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    buf.push(value as u8);
+}
+
+/// An encoder of one message (and the messages nested in it).
+#[derive(Debug, Default)]
+pub struct Encoder {
+    buf: Vec<u8>,
+}
+
+impl Encoder {
+    pub fn new() -> Self {
+        Encoder::default()
+    }
+
+    /// Forgets the bytes, keeps the allocation.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    fn key(&mut self, field: u32, wire_type: u8) {
+        put_varint(
+            &mut self.buf,
+            (u64::from(field) << 3) | u64::from(wire_type),
+        );
+    }
+
+    /// A `uint32`, `uint64` or enum field.
+    pub fn uint(&mut self, field: u32, value: u64) {
+        self.key(field, WIRE_VARINT);
+        put_varint(&mut self.buf, value);
+    }
+
+    /// An `int32` or `int64` field: negative values take ten bytes, as protobuf specifies for
+    /// both (an `int32` is sign-extended to 64 bits).
+    pub fn int(&mut self, field: u32, value: i64) {
+        self.uint(field, value as u64);
+    }
+
+    pub fn bool(&mut self, field: u32, value: bool) {
+        self.uint(field, u64::from(value));
+    }
+
+    pub fn string(&mut self, field: u32, value: &str) {
+        self.bytes_field(field, value.as_bytes());
+    }
+
+    pub fn bytes_field(&mut self, field: u32, value: &[u8]) {
+        self.key(field, WIRE_LEN);
+        put_varint(&mut self.buf, value.len() as u64);
+        self.buf.extend_from_slice(value);
+    }
+
+    /// A nested message, written by `body`.
+    pub fn message(&mut self, field: u32, body: impl FnOnce(&mut Encoder)) {
+        self.key(field, WIRE_LEN);
+        let start = self.buf.len();
+        body(self);
+        let len = self.buf.len() - start;
+        let mut prefix = Vec::with_capacity(10);
+        put_varint(&mut prefix, len as u64);
+        self.buf.splice(start..start, prefix);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::testing::{decode, Value};
+
+    fn varint(value: u64) -> Vec<u8> {
+        let mut buf = Vec::new();
+        put_varint(&mut buf, value);
+        buf
+    }
+
+    #[test]
+    fn varints_are_base_128_little_endian() {
+        assert_eq!(varint(0), [0x00]);
+        assert_eq!(varint(1), [0x01]);
+        assert_eq!(varint(127), [0x7f]);
+        assert_eq!(varint(128), [0x80, 0x01]);
+        assert_eq!(varint(300), [0xac, 0x02]);
+        assert_eq!(varint(16_383), [0xff, 0x7f]);
+        assert_eq!(varint(16_384), [0x80, 0x80, 0x01]);
+        assert_eq!(varint(u64::MAX).len(), 10);
+        assert_eq!(varint(u64::MAX)[9], 0x01);
+    }
+
+    #[test]
+    fn scalar_fields_have_their_keys() {
+        let mut e = Encoder::new();
+        e.uint(1, 150);
+        assert_eq!(e.bytes(), [0x08, 0x96, 0x01]);
+        e.clear();
+        e.bool(13, true);
+        assert_eq!(e.bytes(), [0x68, 0x01]);
+        e.clear();
+        e.string(2, "testing");
+        assert_eq!(e.bytes(), b"\x12\x07testing");
+        e.clear();
+        // Field 60 needs a two-byte key: (60 << 3) | 2 = 482.
+        e.bytes_field(60, &[]);
+        assert_eq!(e.bytes(), [0xe2, 0x03, 0x00]);
+    }
+
+    #[test]
+    fn negative_ints_are_sign_extended_to_ten_bytes() {
+        let mut e = Encoder::new();
+        e.int(1, -1);
+        assert_eq!(e.bytes().len(), 11);
+        let fields = decode(e.bytes()).unwrap();
+        assert_eq!(fields[0].1, Value::Varint(u64::MAX));
+        e.clear();
+        e.int(1, 5);
+        assert_eq!(e.bytes(), [0x08, 0x05]);
+    }
+
+    #[test]
+    fn nested_lengths_are_inserted_in_front() {
+        let mut e = Encoder::new();
+        e.message(1, |m| {
+            m.uint(1, 1);
+            m.message(2, |inner| inner.string(1, &"x".repeat(200)));
+            m.message(3, |_| {});
+        });
+        let bytes = e.bytes();
+        // outer: key, 2-byte length; then 1:1, then 2: key + 2-byte length + 203 bytes.
+        let inner_len = 1 + 2 + 200;
+        let outer_len = 2 + (1 + 2 + inner_len) + 2;
+        assert_eq!(bytes.len(), 1 + 2 + outer_len);
+        let fields = decode(bytes).unwrap();
+        assert_eq!(fields.len(), 1);
+        let Value::Bytes(outer) = &fields[0].1 else {
+            panic!("not a message")
+        };
+        let outer = decode(outer).unwrap();
+        assert_eq!(outer[0], (1, Value::Varint(1)));
+        let Value::Bytes(inner) = &outer[1].1 else {
+            panic!("not a message")
+        };
+        assert_eq!(
+            decode(inner).unwrap(),
+            [(1, Value::Bytes("x".repeat(200).into_bytes()))]
+        );
+        assert_eq!(outer[2], (3, Value::Bytes(Vec::new())));
+    }
+}

@@ -1,0 +1,172 @@
+//! One thread's events, in chunks.
+
+use std::iter::Flatten;
+use std::slice;
+
+use super::Event;
+
+/// Events per chunk (160 KiB of events at 40 bytes each).
+pub const CHUNK_EVENTS: usize = 4096;
+
+/// The events of one thread, in the order they were pushed.
+///
+/// Stored as a list of chunks of at most [`CHUNK_EVENTS`] events, each allocated once at its
+/// full size: pushing never moves an event already stored, and allocates only when the last
+/// chunk is full.
+#[derive(Debug, Default)]
+pub struct ThreadBuffer {
+    tid: u64,
+    name: String,
+    chunks: Vec<Vec<Event>>,
+    len: usize,
+}
+
+impl ThreadBuffer {
+    /// `tid` identifies the thread in the files written: the OS thread id
+    /// (`threading.get_native_id()`) is what profilers show. `name` is `Thread.name`.
+    pub fn new(tid: u64, name: impl Into<String>) -> Self {
+        ThreadBuffer {
+            tid,
+            name: name.into(),
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+
+    pub fn tid(&self) -> u64 {
+        self.tid
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// For a thread renamed while it runs.
+    pub fn set_name(&mut self, name: impl Into<String>) {
+        self.name = name.into();
+    }
+
+    #[inline]
+    pub fn push(&mut self, event: Event) {
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < CHUNK_EVENTS => chunk.push(event),
+            _ => self.push_to_new_chunk(event),
+        }
+        self.len += 1;
+    }
+
+    #[cold]
+    fn push_to_new_chunk(&mut self, event: Event) {
+        let mut chunk = Vec::with_capacity(CHUNK_EVENTS);
+        chunk.push(event);
+        self.chunks.push(chunk);
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The events, oldest first.
+    pub fn events(&self) -> Events<'_> {
+        Events {
+            inner: self.chunks.iter().flatten(),
+        }
+    }
+
+    pub fn last_timestamp_ns(&self) -> Option<u64> {
+        self.chunks
+            .last()
+            .and_then(|chunk| chunk.last())
+            .map(|e| e.timestamp_ns)
+    }
+
+    /// Moves `later`'s events after this buffer's (its chunks are moved, not copied) and takes
+    /// its name unless that is empty.
+    pub(crate) fn append(&mut self, later: ThreadBuffer) {
+        if !later.name.is_empty() {
+            self.name = later.name;
+        }
+        self.len += later.len;
+        self.chunks.extend(later.chunks);
+    }
+}
+
+/// The events of a [`ThreadBuffer`], oldest first.
+#[derive(Clone, Debug)]
+pub struct Events<'a> {
+    inner: Flatten<slice::Iter<'a, Vec<Event>>>,
+}
+
+impl<'a> Iterator for Events<'a> {
+    type Item = &'a Event;
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a Event> {
+        self.inner.next()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{EventKind, FunctionId};
+
+    fn event(i: usize) -> Event {
+        Event::new(EventKind::Line, FunctionId(0), i as u32, i as u64)
+    }
+
+    #[test]
+    fn every_event_is_kept_in_order_across_chunks() {
+        let mut buffer = ThreadBuffer::new(1, "MainThread");
+        assert!(buffer.is_empty());
+        assert_eq!(buffer.last_timestamp_ns(), None);
+        let total = 3 * CHUNK_EVENTS + 5;
+        for i in 0..total {
+            buffer.push(event(i));
+        }
+        assert_eq!(buffer.len(), total);
+        assert_eq!(buffer.events().count(), total);
+        assert!(buffer
+            .events()
+            .enumerate()
+            .all(|(i, e)| e.timestamp_ns == i as u64));
+        assert_eq!(buffer.last_timestamp_ns(), Some(total as u64 - 1));
+        assert_eq!(buffer.chunks.len(), 4);
+    }
+
+    #[test]
+    fn a_push_never_moves_stored_events() {
+        let mut buffer = ThreadBuffer::new(1, "t");
+        buffer.push(event(0));
+        let first: *const Event = &buffer.chunks[0][0];
+        for i in 1..2 * CHUNK_EVENTS {
+            buffer.push(event(i));
+        }
+        assert!(std::ptr::eq(first, &buffer.chunks[0][0]));
+        assert!(buffer.chunks.iter().all(|c| c.capacity() == CHUNK_EVENTS));
+    }
+
+    #[test]
+    fn appending_moves_chunks_and_keeps_pushing() {
+        let mut a = ThreadBuffer::new(1, "a");
+        a.push(event(0));
+        let mut b = ThreadBuffer::new(1, "b");
+        b.push(event(1));
+        a.append(b);
+        a.push(event(2));
+        assert_eq!(a.name(), "b");
+        assert_eq!(a.len(), 3);
+        let stamps: Vec<u64> = a.events().map(|e| e.timestamp_ns).collect();
+        assert_eq!(stamps, [0, 1, 2]);
+        a.set_name("c");
+        assert_eq!(a.name(), "c");
+    }
+}
