@@ -73,11 +73,40 @@ def _ferrotrace_settrace() -> Hooks:
     return (lambda: ferrotrace.settrace(noop)), (lambda: ferrotrace.settrace(None))
 
 
+def _empty_profile_hook() -> Hooks:
+    """The floor of any profile-hook tool: an empty C function as the thread's profile hook."""
+    try:
+        from ferrotrace import _native
+    except ImportError as exc:
+        raise ModeUnavailable(f"ferrotrace is not importable here ({exc})") from None
+    return (
+        (lambda: _native._set_empty_profile_hook(True)),
+        (lambda: _native._set_empty_profile_hook(False)),
+    )
+
+
+def _tracer_matching_nothing() -> Hooks:
+    """A filtered Tracer whose filter selects no code of the workload."""
+    try:
+        import ferrotrace
+    except ImportError as exc:
+        raise ModeUnavailable(f"ferrotrace is not importable here ({exc})") from None
+    probe = ferrotrace.Tracer(noop, functions=["ferrotrace_benchmark_matches_nothing"])
+    try:
+        probe.start()
+    except NotImplementedError as exc:
+        raise ModeUnavailable(str(exc)) from None
+    probe.stop()
+    return probe.start, probe.stop
+
+
 # name -> factory of (setup, teardown). The factory runs once per worker, before any timing.
 MODES: dict[str, Callable[[], Hooks]] = {
     BASELINE: _untraced,
     "sys.settrace": _sys_settrace,
     "ferrotrace.settrace": _ferrotrace_settrace,
+    "empty C profile hook": _empty_profile_hook,
+    "Tracer, no match": _tracer_matching_nothing,
 }
 
 
