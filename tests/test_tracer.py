@@ -465,3 +465,40 @@ def test_code_without_import_in_builtins() -> None:
     function = eval("lambda: 1", {"__builtins__": {}})
     with ferrotrace.Tracer(lambda frame, event, arg: None, functions=["no_such_function_xyz"]):
         assert function() == 1
+
+
+def test_destructors_and_stop_inside_callbacks_reenter_safely() -> None:
+    """A replaced local function whose __del__ starts and stops another Tracer, and a callback
+    that stops its own Tracer: no re-entrancy error, and events stop after stop()."""
+    seen: list = []
+
+    class Local:
+        def __call__(self, frame, event, arg):
+            seen.append(event)
+            return Local()  # replaces (and so releases) the previous local function
+
+        def __del__(self):
+            with ferrotrace.Tracer(lambda *a: None, functions=["nothing_here"]):
+                pass
+
+    def callback(frame, event, arg):
+        return Local()
+
+    with ferrotrace.Tracer(callback, functions=["target"]):
+        target_result = target(3)
+    assert target_result == target(3)
+    assert seen and seen[-1] == "return"
+
+    stopped: list = []
+
+    def stopping(frame, event, arg):
+        stopped.append(event)
+        tracer.stop()
+        return stopping
+
+    tracer = ferrotrace.Tracer(stopping, functions=["target"])
+    tracer.start()
+    target(1)
+    target(1)
+    tracer.stop()
+    assert stopped == ["call"]

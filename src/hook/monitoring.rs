@@ -95,7 +95,9 @@ struct Engine {
 }
 
 /// The engine is only touched with the GIL held (it is not built for free-threaded Python), and
-/// no Python code runs while it is borrowed, so the RefCell never sees a second borrow.
+/// no Python code runs while it is borrowed, so the RefCell never sees a second borrow. That
+/// includes destructors: Python objects leave the engine by being returned from the closure
+/// and are released after the borrow ends.
 struct GilCell(RefCell<Engine>);
 // SAFETY: every access goes through `with_engine`, which requires the GIL.
 unsafe impl Sync for GilCell {}
@@ -149,11 +151,12 @@ pub fn add_consumer(
             engine.environment = Some(environment);
         });
     }
-    with_engine(py, |engine| {
+    let stale_decisions = with_engine(py, |engine| {
         engine.consumers.push(consumer);
         // Decisions depend on the set of consumers: decide again.
-        engine.codes.clear();
+        std::mem::take(&mut engine.codes)
     });
+    drop(stale_decisions);
     restart_events(py)
 }
 
@@ -161,17 +164,14 @@ pub fn add_consumer(
 pub fn remove_consumer(py: Python<'_>, id: u64) -> PyResult<()> {
     let (removed, codes, tool, now_empty) = with_engine(py, |engine| {
         let before = engine.consumers.len();
-        let removed_locals: Vec<Py<PyAny>> = engine
-            .consumers
-            .iter_mut()
-            .filter(|c| c.id == id)
-            .flat_map(|c| c.locals.drain().map(|(_, f)| f))
-            .collect();
-        engine.consumers.retain(|c| c.id != id);
+        let (removed, kept): (Vec<Consumer>, Vec<Consumer>) = std::mem::take(&mut engine.consumers)
+            .into_iter()
+            .partition(|c| c.id == id);
+        engine.consumers = kept;
         let codes: Vec<(usize, CodeEntry)> = engine.codes.drain().collect();
         let now_empty = engine.consumers.is_empty();
         (
-            (before != engine.consumers.len(), removed_locals),
+            (before != engine.consumers.len(), removed),
             codes,
             engine.tool,
             now_empty,
@@ -402,7 +402,7 @@ fn wanted_by(
         };
         (ids, engine.tool)
     });
-    with_engine(py, |engine| {
+    let replaced = with_engine(py, |engine| {
         engine.codes.insert(
             key,
             CodeEntry {
@@ -412,6 +412,7 @@ fn wanted_by(
             },
         )
     });
+    drop(replaced);
     if tool.is_some() && !ids.is_empty() {
         ensure_local_events(py, code)?;
     }
@@ -522,21 +523,21 @@ fn deliver(
         // SAFETY: as above; legacy tracing resets it after every call.
         unsafe { frame::set_f_lineno(raw_frame, 0) };
         let update = local_update(result.is_err(), matches!(&result, Ok(r) if r.is_none()));
-        with_engine(py, |engine| {
-            let Some(consumer) = engine.consumers.iter_mut().find(|c| c.id == id) else {
-                return;
-            };
+        let released = with_engine(py, |engine| {
+            let consumer = engine.consumers.iter_mut().find(|c| c.id == id)?;
             match (update, &result) {
                 (LocalUpdate::Replace, Ok(function)) => {
-                    consumer.locals.insert(key, function.clone().unbind());
+                    consumer.locals.insert(key, function.clone().unbind())
                 }
                 (LocalUpdate::DisableAndClear, _) => {
                     consumer.failed_threads.push(thread);
-                    consumer.locals.remove(&key);
+                    consumer.locals.remove(&key)
                 }
-                _ => {}
+                _ => None,
             }
         });
+        // The replaced local function's destructor runs here, outside the engine.
+        drop(released);
         if let Err(err) = result {
             outcome = Err(err);
             break;
