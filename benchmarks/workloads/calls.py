@@ -62,16 +62,16 @@ def depth(n):
     return 0 if n == 0 else 1 + depth(n - 1)
 
 
-def run():
+def run(scale=1.0):
     bump = make_counter()
     objects = [Base(3), Derived(7)]
     total = 0
-    for i in range(LOOPS):
+    for i in range(max(1, round(LOOPS * scale))):
         total = add(total, i)
         total = scaled(total, factor=1, offset=i & 3) - (i & 3)
         bump()
         for obj in objects:
             total += obj.combine(i) + obj.twice(1) + obj.half
         total &= 0xFFFFFFF
-    total += fib(FIB) + sum(depth(100) for _ in range(300))
+    total += fib(FIB) + sum(depth(100) for _ in range(max(1, round(300 * scale))))
     return total, bump(0)

@@ -71,13 +71,13 @@ class ChaosGame:
         return grid
 
 
-def run():
+def run(scale=1.0):
     curves = [
         Bezier((0.0, 0.0), (0.5, 1.2), (1.0, 0.0)),
         Bezier((0.0, 1.0), (0.3, 0.2), (0.7, 0.8), (1.0, 0.1)),
         Bezier((0.2, 0.0), (0.2, 0.5), (0.9, 0.9)),
     ]
-    grid = ChaosGame(curves, SEED).play(POINTS)
+    grid = ChaosGame(curves, SEED).play(max(1, round(POINTS * scale)))
     lit = sum(1 for row in grid for cell in row if cell)
     weighted = sum((x * 31 + y) * cell for y, row in enumerate(grid) for x, cell in enumerate(row))
     return lit, weighted

@@ -368,5 +368,6 @@ def projection_test(n):
     return sum(d.value for d in dests) + planner.current_mark
 
 
-def run():
-    return [(chain_test(SIZE), projection_test(SIZE)) for _ in range(REPEAT)]
+def run(scale=1.0):
+    size = max(1, round(SIZE * scale))
+    return [(chain_test(size), projection_test(size)) for _ in range(REPEAT)]

@@ -68,10 +68,10 @@ def guarded(source):
             yield -1
 
 
-def run():
+def run(scale=1.0):
     total = 0
     caught = 0
-    for i in range(LOOPS):
+    for i in range(max(1, round(LOOPS * scale))):
         total += sum(squares(evens(numbers(40))))
         total += sum(relay(CHAIN, 5))
         acc = accumulator()

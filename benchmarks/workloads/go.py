@@ -136,10 +136,14 @@ def playout(board, rng, max_moves):
     return board.score()
 
 
-def choose_move(board, rng):
+def choose_move(board, rng, limit=None):
+    """The candidate with the most playout wins (only the first `limit` candidates if given)."""
     me = board.to_move
     best, best_wins, margins = None, -1, 0.0
-    for move in board.candidates():
+    candidates = board.candidates()
+    if limit is not None:
+        candidates = candidates[:limit]
+    for move in candidates:
         wins = 0
         for _ in range(PLAYOUTS_PER_CANDIDATE):
             trial = board.copy()
@@ -154,12 +158,13 @@ def choose_move(board, rng):
     return best, margins
 
 
-def run():
+def run(scale=1.0):
     rng = random.Random(SEED)
     board = Board(SIZE)
     moves = []
+    limit = None if scale >= 1 else max(1, round(SIZE * SIZE * scale))
     for _ in range(MOVES):
-        move, margins = choose_move(board, rng)
+        move, margins = choose_move(board, rng, limit)
         board.play(move)
         moves.append((move, margins))
     return moves, board.cells.count(BLACK), board.cells.count(WHITE)

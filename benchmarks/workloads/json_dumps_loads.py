@@ -46,10 +46,10 @@ def documents():
     return [flat, nested, table, text]
 
 
-def run():
+def run(scale=1.0):
     docs = documents()
     total = 0
-    for _ in range(REPEAT):
+    for _ in range(max(1, round(REPEAT * scale))):
         for doc in docs:
             encoded = json.dumps(doc)
             decoded = json.loads(encoded)

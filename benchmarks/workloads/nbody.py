@@ -89,11 +89,11 @@ def advance(bodies, body_pairs, steps, dt):
             r[2] += dt * vz
 
 
-def run():
+def run(scale=1.0):
     bodies = make_system()
     body_pairs = pairs(bodies)
     offset_momentum(bodies)
     before = energy(bodies, body_pairs)
-    advance(bodies, body_pairs, STEPS, DT)
+    advance(bodies, body_pairs, max(1, round(STEPS * scale)), DT)
     after = energy(bodies, body_pairs)
     return (round(before, 12), round(after, 12))

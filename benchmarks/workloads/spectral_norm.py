@@ -26,10 +26,10 @@ def times_ata(u):
     return times_transposed(times(u))
 
 
-def run():
+def run(scale=1.0):
     u = [1.0] * N
     v = u
-    for _ in range(ITERATIONS):
+    for _ in range(max(1, round(ITERATIONS * scale))):
         v = times_ata(u)
         u = times_ata(v)
     vbv = sum(a * b for a, b in zip(u, v, strict=True))
