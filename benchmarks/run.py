@@ -106,14 +106,14 @@ MODES: dict[str, Callable[[], Hooks]] = {
     "sys.settrace": _sys_settrace,
     "ferrotrace.settrace": _ferrotrace_settrace,
     "empty C profile hook": _empty_profile_hook,
-    "Tracer, no match": _tracer_matching_nothing,
+    "Tracer matching nothing": _tracer_matching_nothing,
 }
 
 # Measured only when asked for (--modes): claiming and freeing a sys.monitoring tool on every
 # run was seen to slow the settrace rows measured after it in the same worker on 3.13 (5-mode
 # run: ferro/sys 1.036 against 0.993 without it); until filtered modes get a worker of their
 # own, the default run keeps them out so its rows stay comparable.
-OPT_IN_MODES = {"Tracer, no match"}
+OPT_IN_MODES = {"Tracer matching nothing"}
 
 
 # --------------------------------------------------------------------------------------------
