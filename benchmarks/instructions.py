@@ -42,6 +42,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from run import format_table  # the same table layout as the wall-time runner
+
 HERE = Path(__file__).resolve().parent
 BASELINE = "untraced"
 MODES = [BASELINE, "sys.settrace", "ferrotrace.settrace"]
@@ -335,22 +337,6 @@ def instruction_table(report: dict, workloads: list[str]) -> tuple[list[str], li
             mean.append(f"{value:.4f}" if denominator != BASELINE else f"{value:.3f}x")
         rows.append(mean)
     return header, rows
-
-
-def format_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows] if i < len(r)) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        parts = [cells[0].ljust(widths[0])]
-        parts += [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=False)]
-        return "  ".join(parts).rstrip()
-
-    out = [line(header), line(["-" * w for w in widths])]
-    for i, row in enumerate(rows):
-        if row[0] == "geometric mean" and i == len(rows) - 1:
-            out.append(line(["-" * w for w in widths]))
-        out.append(line(row))
-    return "\n".join(out)
 
 
 def describe(report: dict) -> str:
