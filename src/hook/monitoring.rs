@@ -163,19 +163,12 @@ pub fn add_consumer(
 /// Removes a consumer; the last one releases the tool id.
 pub fn remove_consumer(py: Python<'_>, id: u64) -> PyResult<()> {
     let (removed, codes, tool, now_empty) = with_engine(py, |engine| {
-        let before = engine.consumers.len();
         let (removed, kept): (Vec<Consumer>, Vec<Consumer>) = std::mem::take(&mut engine.consumers)
             .into_iter()
             .partition(|c| c.id == id);
         engine.consumers = kept;
         let codes: Vec<(usize, CodeEntry)> = engine.codes.drain().collect();
-        let now_empty = engine.consumers.is_empty();
-        (
-            (before != engine.consumers.len(), removed),
-            codes,
-            engine.tool,
-            now_empty,
-        )
+        (removed, codes, engine.tool, engine.consumers.is_empty())
     });
     let Some(tool) = tool else {
         return Ok(());
