@@ -137,7 +137,12 @@ fn start_backend(
     monitoring::add_consumer(
         py,
         &module,
-        monitoring::Consumer::new(id, callback, filter, thread),
+        crate::hook::consumer::Consumer::new(
+            id,
+            crate::hook::consumer::Sink::Callback(callback),
+            filter,
+            thread,
+        ),
     )
 }
 

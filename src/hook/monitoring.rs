@@ -8,7 +8,7 @@
 //! tools never share `frame.f_trace`.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::c_int;
 use std::sync::{LazyLock, OnceLock};
 
@@ -18,7 +18,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyModule, PyString, PyTuple};
 
 use crate::bindings::frame;
-use crate::filter::{CodeInfo, Environment, Filter};
+use crate::filter::{CodeInfo, Environment};
+use crate::hook::consumer::{Consumer, Sink};
 use crate::protocol::{local_update, LocalUpdate, TraceEvent};
 
 // `sys.monitoring.events` bits (stable since 3.12).
@@ -43,39 +44,6 @@ const DISCOVERY_EVENTS: u32 = PY_START | PY_RESUME;
 const GLOBAL_EVENTS: u32 = DISCOVERY_EVENTS | RAISE | PY_UNWIND | PY_THROW;
 /// Events switched on per code object, for code some tracer wants.
 const LOCAL_EVENTS: u32 = PY_RESUME | PY_RETURN | PY_YIELD | LINE | JUMP | STOP_ITERATION;
-
-/// A tracer as the engine sees it.
-pub struct Consumer {
-    pub id: u64,
-    pub callback: Py<PyAny>,
-    pub filter: Filter,
-    /// The only thread traced, or None for every thread.
-    pub thread: Option<u64>,
-    /// Threads on which the callback raised: tracing is off there, as after a settrace error.
-    failed_threads: Vec<u64>,
-    /// Local trace functions, by frame address.
-    locals: HashMap<usize, Py<PyAny>>,
-    /// Frames of code the filter does not match that are in scope through `depth`.
-    in_scope: HashSet<usize>,
-}
-
-impl Consumer {
-    pub fn new(id: u64, callback: Py<PyAny>, filter: Filter, thread: Option<u64>) -> Self {
-        Consumer {
-            id,
-            callback,
-            filter,
-            thread,
-            failed_threads: Vec::new(),
-            locals: HashMap::new(),
-            in_scope: HashSet::new(),
-        }
-    }
-
-    fn traces_thread(&self, thread: u64) -> bool {
-        self.thread.is_none_or(|only| only == thread) && !self.failed_threads.contains(&thread)
-    }
-}
 
 struct CodeEntry {
     /// Keeps the address from being reused by another code object while the entry lives.
@@ -490,17 +458,16 @@ fn deliver(
         let receiver = with_engine(py, |engine| {
             let consumer = engine.consumers.iter().find(|c| c.id == id)?;
             let events = consumer.filter.events();
+            let Sink::Callback(callback) = &consumer.sink;
             if !consumer.traces_thread(thread) || !events.contains(event) {
                 return None;
             }
             match event {
-                TraceEvent::Call => Some(consumer.callback.clone_ref(py)),
+                TraceEvent::Call => Some(callback.clone_ref(py)),
                 // Without `call` events the callback is every scope's local function.
                 _ => match consumer.locals.get(&key) {
                     Some(local) => Some(local.clone_ref(py)),
-                    None if !events.contains(TraceEvent::Call) => {
-                        Some(consumer.callback.clone_ref(py))
-                    }
+                    None if !events.contains(TraceEvent::Call) => Some(callback.clone_ref(py)),
                     None => None,
                 },
             }
