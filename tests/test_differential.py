@@ -38,9 +38,14 @@ KNOWN_DIFFERENCES: dict[str, tuple[bool, str]] = {}
 COMPARED = ("streams", "result", "error", "final_on")
 
 
-def run_program(program: Path, backend: str, out_dir: Path) -> dict:
+def run_program(
+    program: Path, backend: str, out_dir: Path, extra_env: dict[str, str] | None = None
+) -> dict:
+    """Run ``program`` under ``backend`` in a fresh subprocess; ``extra_env`` is added to its
+    environment (and must then name a fresh ``out_dir``)."""
     output = out_dir / f"{program.stem}.{backend}.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update(extra_env or {})
     # -S: no .pth file (such as the conformance tests' temporary hook) can load anything into
     # the run; the runner puts this venv's site-packages on sys.path itself.
     command = [sys.executable, "-I", "-S", "-B", str(RUNNER), str(program), backend, str(output)]

@@ -542,31 +542,55 @@ fn disable(py: Python<'_>) -> PyResult<Py<PyAny>> {
     Ok(monitoring_and_disable(py)?.1.clone_ref(py))
 }
 
+/// How a frame that starts or resumes is traced.
+enum FrameScope {
+    /// Some consumer wants it: deliver `call`.
+    Traced,
+    /// No consumer wants it, now or later: its code can be `DISABLE`d.
+    Never,
+    /// No consumer wants it this time (a `depth` window may include it another time).
+    NotNow,
+}
+
+/// Decides, at a start or a resume (including a throw into a generator), which consumers trace
+/// the current frame: those matching its code, and those with a `depth` within which it is.
+fn decide_frame_scope(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<FrameScope> {
+    let matched = wanted_by(py, code, None)?;
+    if !any_consumer_has_depth(py) {
+        return Ok(if matched.is_empty() {
+            FrameScope::Never
+        } else {
+            FrameScope::Traced
+        });
+    }
+    // Scope through depth is decided per frame, at every start or resume.
+    let scoped = depth_scope(py, &matched)?;
+    let frame_key = current_frame_key();
+    with_engine(py, |engine| {
+        for consumer in engine.consumers.iter_mut() {
+            if scoped.contains(&consumer.id) {
+                consumer.in_scope.insert(frame_key);
+            } else {
+                consumer.in_scope.remove(&frame_key);
+            }
+        }
+    });
+    if matched.is_empty() && scoped.is_empty() {
+        // Not DISABLE: the same code may be called within a match's depth later.
+        return Ok(FrameScope::NotNow);
+    }
+    if !scoped.is_empty() {
+        ensure_local_events(py, code)?;
+    }
+    Ok(FrameScope::Traced)
+}
+
 #[pyfunction]
 pub fn _on_start(py: Python<'_>, code: &Bound<'_, PyAny>, _offset: i64) -> PyResult<Py<PyAny>> {
-    let matched = wanted_by(py, code, None)?;
-    if any_consumer_has_depth(py) {
-        // Scope through depth is decided per frame, at every start or resume.
-        let scoped = depth_scope(py, &matched)?;
-        let frame_key = current_frame_key();
-        with_engine(py, |engine| {
-            for consumer in engine.consumers.iter_mut() {
-                if scoped.contains(&consumer.id) {
-                    consumer.in_scope.insert(frame_key);
-                } else {
-                    consumer.in_scope.remove(&frame_key);
-                }
-            }
-        });
-        if matched.is_empty() && scoped.is_empty() {
-            // Not DISABLE: the same code may be called within a match's depth later.
-            return Ok(py.None());
-        }
-        if !scoped.is_empty() {
-            ensure_local_events(py, code)?;
-        }
-    } else if matched.is_empty() {
-        return disable(py);
+    match decide_frame_scope(py, code)? {
+        FrameScope::Never => return disable(py),
+        FrameScope::NotNow => return Ok(py.None()),
+        FrameScope::Traced => {}
     }
     deliver(
         py,
@@ -586,6 +610,10 @@ pub fn _on_throw(
     _offset: i64,
     _exception: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
+    // A global event (no DISABLE): the scope is decided again, as at any resume.
+    if !matches!(decide_frame_scope(py, code)?, FrameScope::Traced) {
+        return Ok(());
+    }
     deliver(
         py,
         code,

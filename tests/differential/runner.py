@@ -19,9 +19,11 @@ PROGRAM is a file in ``tests/programs/``; BACKEND is one of:
     way unmodified tools (pdb, bdb, ``threading.settrace``) end up on ferrotrace.
 ``tracer``
     ``settrace(func)`` starts a ``ferrotrace.Tracer(func, files=[PROGRAM])`` on the calling
-    thread (stopping the previous one), ``settrace(None)`` stops it, ``gettrace()`` is the
-    running Tracer's callback or None. ``settrace_all_threads`` raises NotImplementedError.
-    Only meaningful for programs about plain event streams (``tests/test_tracer.py``).
+    thread (stopping the previous one; the environment variable ``FERROTRACE_TEST_FILTER``,
+    a JSON object of ``Tracer`` keyword arguments, replaces ``files=[PROGRAM]``),
+    ``settrace(None)`` stops it, ``gettrace()`` is the running Tracer's callback or None.
+    ``settrace_all_threads`` raises NotImplementedError. Only meaningful for programs about
+    plain event streams (``tests/test_tracer.py``, ``tests/test_tracer_restricted.py``).
 
 The program protocol is described in ``tests/differential/README.md``. Everything the program
 observes goes into a ``Recorder``; the JSON holds the recorded streams (one per thread, keyed
@@ -212,6 +214,8 @@ class TracerBackend:
     def __init__(self, tracer_class: type, filename: str) -> None:
         self._tracer_class = tracer_class
         self._filename = filename
+        spec = os.environ.get("FERROTRACE_TEST_FILTER")
+        self._filter = json.loads(spec) if spec else {"files": [filename]}
         self._tracer = None
         self._function = None
 
@@ -220,7 +224,7 @@ class TracerBackend:
             tracer, self._tracer, self._function = self._tracer, None, None
             tracer.stop()
         if function is not None:
-            tracer = self._tracer_class(function, files=[self._filename])
+            tracer = self._tracer_class(function, **self._filter)
             tracer.start()
             self._tracer, self._function = tracer, function
 
