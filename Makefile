@@ -11,7 +11,7 @@ export FERROTRACE_CACHE := $(CACHE)
 export PYO3_PYTHON ?= $(shell command -v $(PY311))
 
 .PHONY: help demo test lint rust-test py-test py-test-311 py-test-313 conformance \
-        build build-311 build-313 bench clean
+        build build-311 build-313 bench bench-quick clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -68,8 +68,26 @@ conformance: build ## Only CPython's own suites (stock vs ferrotrace) on 3.11 an
 
 test: lint rust-test py-test ## Everything CI runs
 
-bench: build ## Overhead ratios on both interpreters (not a test; takes minutes)
-	$(VENV)/bin/python benchmarks/run.py --python $(VENV)/bin/python --python $(VENV313)/bin/python
+# The tools the benchmarks compare with (hunter, viztracer, trace0), in both venvs.
+BENCH_TOOLS := $(VENV)/.bench-tools $(VENV313)/.bench-tools
+$(VENV)/.bench-tools $(VENV313)/.bench-tools: %/.bench-tools: %/bin/python benchmarks/requirements.txt
+	$*/bin/pip install -q -r benchmarks/requirements.txt
+	touch $@
+
+BENCH_PYTHONS := --python $(VENV)/bin/python --python $(VENV313)/bin/python
+BENCH_QUICK := --workload richards --workload calls --rounds 5
+
+bench: build $(BENCH_TOOLS) ## Every benchmark table on both interpreters (not a test; about an hour)
+	$(VENV)/bin/python benchmarks/run.py $(BENCH_PYTHONS)
+	$(VENV)/bin/python benchmarks/whole_process.py $(BENCH_PYTHONS)
+	$(VENV)/bin/python benchmarks/check_hot_events.py
+	$(VENV313)/bin/python benchmarks/check_hot_events.py
+
+bench-quick: build $(BENCH_TOOLS) ## The same on two workloads (richards, calls), 5 rounds
+	$(VENV)/bin/python benchmarks/run.py $(BENCH_PYTHONS) $(BENCH_QUICK)
+	$(VENV)/bin/python benchmarks/whole_process.py $(BENCH_PYTHONS) $(BENCH_QUICK)
+	$(VENV)/bin/python benchmarks/check_hot_events.py --workload richards --workload calls
+	$(VENV313)/bin/python benchmarks/check_hot_events.py --workload richards --workload calls
 
 clean: ## Remove build output and venvs (keeps the CPython 3.13 cache)
 	rm -rf target $(VENV) $(VENV313) dist

@@ -30,16 +30,14 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 HERE = Path(__file__).resolve().parent
 WORKLOADS_PACKAGE = "workloads"
 BASELINE = "untraced"
 DEFAULT_ROUNDS = 9
-
-# (column title, numerator mode, denominator mode): extra columns comparing two modes directly.
-COMPARISONS = [("ferro/sys", "ferrotrace.settrace", "sys.settrace")]
-
 
 # --------------------------------------------------------------------------------------------
 # Modes (worker side)
@@ -50,6 +48,10 @@ class ModeUnavailable(Exception):
 
 
 Hooks = tuple[Callable[[], None], Callable[[], None]]
+# A mode's factory gets the workload's module (for its HOT_FUNCTION) and returns the callables
+# run just before and just after every timed run of that mode.
+Factory = Callable[[ModuleType], Hooks]
+INSTALL_HINT = "pip install -r benchmarks/requirements.txt"
 
 
 def noop(frame, event, arg):
@@ -57,63 +59,135 @@ def noop(frame, event, arg):
     return noop
 
 
-def _untraced() -> Hooks:
+def _import_ferrotrace():
+    try:
+        import ferrotrace
+    except ImportError as exc:
+        raise ModeUnavailable(f"ferrotrace is not importable here ({exc})") from None
+    return ferrotrace
+
+
+def _untraced(workload: ModuleType) -> Hooks:
     return (lambda: None), (lambda: None)
 
 
-def _sys_settrace() -> Hooks:
+def _sys_settrace(workload: ModuleType) -> Hooks:
     return (lambda: sys.settrace(noop)), (lambda: sys.settrace(None))
 
 
-def _ferrotrace_settrace() -> Hooks:
-    try:
-        import ferrotrace
-    except ImportError as exc:
-        raise ModeUnavailable(f"ferrotrace is not importable here ({exc})") from None
+def _ferrotrace_settrace(workload: ModuleType) -> Hooks:
+    ferrotrace = _import_ferrotrace()
     return (lambda: ferrotrace.settrace(noop)), (lambda: ferrotrace.settrace(None))
 
 
-def _empty_profile_hook() -> Hooks:
+def _empty_profile_hook(workload: ModuleType) -> Hooks:
     """The floor of any profile-hook tool: an empty C function as the thread's profile hook."""
-    try:
-        from ferrotrace import _native
-    except ImportError as exc:
-        raise ModeUnavailable(f"ferrotrace is not importable here ({exc})") from None
+    native = _import_ferrotrace()._native
     return (
-        (lambda: _native._set_empty_profile_hook(True)),
-        (lambda: _native._set_empty_profile_hook(False)),
+        (lambda: native._set_empty_profile_hook(True)),
+        (lambda: native._set_empty_profile_hook(False)),
     )
 
 
-def _tracer_matching_nothing() -> Hooks:
-    """A filtered Tracer whose filter selects no code of the workload."""
-    try:
-        import ferrotrace
-    except ImportError as exc:
-        raise ModeUnavailable(f"ferrotrace is not importable here ({exc})") from None
-    probe = ferrotrace.Tracer(noop, functions=["ferrotrace_benchmark_matches_nothing"])
-    try:
-        probe.start()
+def _filtered_tracer(**filters) -> Hooks:
+    """A started-and-stopped-per-run ``ferrotrace.Tracer`` with the no-op callback."""
+    tracer = _import_ferrotrace().Tracer(noop, **filters)
+    try:  # the backend may not exist on this interpreter yet
+        tracer.start()
     except NotImplementedError as exc:
         raise ModeUnavailable(str(exc)) from None
-    probe.stop()
-    return probe.start, probe.stop
+    tracer.stop()
+    return tracer.start, tracer.stop
 
 
-# name -> factory of (setup, teardown). The factory runs once per worker, before any timing.
-MODES: dict[str, Callable[[], Hooks]] = {
+def _tracer_matching_nothing(workload: ModuleType) -> Hooks:
+    """A filtered Tracer whose filter selects no code of the workload."""
+    return _filtered_tracer(functions=["ferrotrace_benchmark_matches_nothing"])
+
+
+def _tracer_on_hot_function(workload: ModuleType) -> Hooks:
+    """A filtered Tracer selecting the workload's HOT_FUNCTION, no-op Python callback."""
+    return _filtered_tracer(functions=[workload.HOT_FUNCTION])
+
+
+def _hunter_noop(event) -> None:
+    """hunter's action: called with every event the query matches, does nothing."""
+
+
+def _hunter_on_hot_function(workload: ModuleType) -> Hooks:
+    """hunter with the same query as the Tracer row: ``hunter.trace(function=HOT_FUNCTION,
+    action=no-op)``, built the way ``hunter.trace`` builds it (minus its atexit hook), on the
+    calling thread only as the Tracer row."""
+    try:
+        import hunter
+    except ImportError:
+        raise ModeUnavailable(f"hunter is not installed here ({INSTALL_HINT})") from None
+    tracer = hunter.Tracer(threading_support=False)
+    predicate = hunter.Q(function=workload.HOT_FUNCTION, action=_hunter_noop)
+    return (lambda: tracer.trace(predicate)), tracer.stop
+
+
+# name -> factory. The factory runs once per workload, before any timing of it.
+MODES: dict[str, Factory] = {
     BASELINE: _untraced,
     "sys.settrace": _sys_settrace,
     "ferrotrace.settrace": _ferrotrace_settrace,
     "empty C profile hook": _empty_profile_hook,
     "Tracer matching nothing": _tracer_matching_nothing,
+    "Tracer on hot function": _tracer_on_hot_function,
+    "hunter on hot function": _hunter_on_hot_function,
 }
 
-# Measured only when asked for (--modes): claiming and freeing a sys.monitoring tool on every
-# run was seen to slow the settrace rows measured after it in the same worker on 3.13 (5-mode
-# run: ferro/sys 1.036 against 0.993 without it); until filtered modes get a worker of their
-# own, the default run keeps them out so its rows stay comparable.
-OPT_IN_MODES = {"Tracer matching nothing"}
+# Modes measured in a worker process of their own (with an untraced baseline of their own):
+# claiming and freeing a sys.monitoring tool on every run was seen to slow the settrace rows
+# measured after it in the same worker on 3.13 (ferro/sys 1.036 against 0.993 without it), and
+# a tool that leaves state behind must not tax the modes after it either.
+ISOLATED_MODES = {"Tracer matching nothing", "Tracer on hot function", "hunter on hot function"}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """An extra column: numerator against denominator. ``kind`` "time" divides their medians
+    (ratio of the overhead ratios); "overhead" divides what they add, (a - 1) / (b - 1)."""
+
+    title: str
+    numerator: str
+    denominator: str
+    kind: str = "time"
+
+
+@dataclass(frozen=True)
+class Table:
+    """One printed table: some modes side by side with what a user would use instead."""
+
+    title: str
+    modes: list[str]
+    comparisons: list[Comparison] = field(default_factory=list)
+
+
+TABLES = [
+    Table(
+        "a no-op Python trace function on every event",
+        ["sys.settrace", "ferrotrace.settrace"],
+        [Comparison("ferro/sys", "ferrotrace.settrace", "sys.settrace")],
+    ),
+    Table(
+        "code that nothing wants: a filter matching nothing",
+        ["empty C profile hook", "Tracer matching nothing"],
+    ),
+    Table(
+        "one hot function (HOT_FUNCTION of the workload), no-op Python callback",
+        ["Tracer on hot function", "hunter on hot function"],
+        [
+            Comparison(
+                "Tracer/hunter overhead",
+                "Tracer on hot function",
+                "hunter on hot function",
+                kind="overhead",
+            )
+        ],
+    ),
+]
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,8 +219,7 @@ def measure(run: Callable[[], object], setup: Callable[[], None], teardown: Call
     return elapsed, repr(result)
 
 
-def run_workload(name: str, hooks: dict[str, Hooks], rounds: int) -> dict:
-    module = importlib.import_module(f"{WORKLOADS_PACKAGE}.{name}")
+def run_workload(module: ModuleType, hooks: dict[str, Hooks], rounds: int) -> dict:
     run = module.run
     modes = list(hooks)
     times: dict[str, list[float]] = {mode: [] for mode in modes}
@@ -180,18 +253,26 @@ def load_average() -> float | None:
         return None
 
 
+def workload_hooks(module: ModuleType, modes: list[str], unavailable: dict[str, str], label: str):
+    """Each mode's (setup, teardown) for this workload; a mode that cannot run is noted in
+    ``unavailable`` once and left out from then on."""
+    hooks: dict[str, Hooks] = {}
+    for mode in modes:
+        if mode in unavailable:
+            continue
+        try:
+            hooks[mode] = MODES[mode](module)
+        except ModeUnavailable as exc:
+            unavailable[mode] = str(exc)
+            log(f"[{label}] skipping mode {mode!r}: {exc}")
+    return hooks
+
+
 def worker(config: dict) -> dict:
     sys.path.insert(0, str(HERE))
     load_before = load_average()
     label = f"{platform.python_implementation()} {platform.python_version()}"
-    hooks: dict[str, Hooks] = {}
     unavailable: dict[str, str] = {}
-    for mode in config["modes"]:
-        try:
-            hooks[mode] = MODES[mode]()
-        except ModeUnavailable as exc:
-            unavailable[mode] = str(exc)
-            log(f"[{label}] skipping mode {mode!r}: {exc}")
     try:
         import ferrotrace
 
@@ -199,14 +280,20 @@ def worker(config: dict) -> dict:
     except ImportError:
         ferrotrace_version = None
     results: dict[str, dict] = {}
+    measured: list[str] = []
     for name in config["workloads"]:
-        log(f"[{label}] {name}: warm-up + {config['rounds']} rounds of {len(hooks)} modes")
         try:
-            results[name] = run_workload(name, hooks, config["rounds"])
+            module = importlib.import_module(f"{WORKLOADS_PACKAGE}.{name}")
+            hooks = workload_hooks(module, config["modes"], unavailable, label)
+            if set(hooks) == {BASELINE} and len(config["modes"]) > 1:
+                continue  # every traced mode of this worker is unavailable
+            log(f"[{label}] {name}: warm-up + {config['rounds']} rounds of {', '.join(hooks)}")
+            results[name] = run_workload(module, hooks, config["rounds"])
         except Exception:
             results[name] = {"error": traceback.format_exc()}
             log(f"[{label}] {name} failed:\n{results[name]['error']}")
             continue
+        measured += [mode for mode in hooks if mode not in measured]
         if not results[name]["checksum_ok"]:
             log(f"[{label}] {name}: CHECKSUM MISMATCH {results[name]['checksums']}")
     return {
@@ -215,12 +302,20 @@ def worker(config: dict) -> dict:
         "version": platform.python_version(),
         "sys_version": sys.version,
         "ferrotrace_version": ferrotrace_version,
-        "modes": list(hooks),
+        "modes": measured,
         "unavailable": unavailable,
         "rounds": config["rounds"],
         "load_average": [load_before, load_average()],
         "results": results,
     }
+
+
+def worker_groups(modes: list[str]) -> list[list[str]]:
+    """The modes of each worker process: the shared modes together, each isolated mode alone;
+    every worker also measures the untraced baseline its ratios are taken against."""
+    shared = [m for m in modes if m not in ISOLATED_MODES and m != BASELINE]
+    groups = [[BASELINE, *shared]] if shared else []
+    return groups + [[BASELINE, m] for m in modes if m in ISOLATED_MODES]
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,39 +326,91 @@ def geometric_mean(values: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else math.nan
 
 
-def overhead_table(report: dict) -> tuple[list[str], list[list[str]]]:
-    """Header and rows: workload, one ratio per traced mode, the comparisons, their range."""
-    modes = [m for m in report["modes"] if m != BASELINE]
-    comparisons = [c for c in COMPARISONS if c[1] in report["modes"] and c[2] in report["modes"]]
+def mode_results(report: dict) -> dict[str, dict[str, dict]]:
+    """workload -> mode -> the result of the worker that measured that mode."""
+    found: dict[str, dict[str, dict]] = {}
+    for worker_report in report["workers"]:
+        for name, result in worker_report["results"].items():
+            for mode in result.get("times", {}):
+                found.setdefault(name, {})[mode] = result
+    return found
+
+
+def overhead_table(report: dict, table: Table) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of one table: workload, one overhead ratio per mode (against the
+    untraced runs of the same worker), then the comparisons."""
+    modes = [m for m in table.modes if m in report["modes"] or m in report["unavailable"]]
+    comparisons = [
+        c
+        for c in table.comparisons
+        if c.numerator in report["modes"] and c.denominator in report["modes"]
+    ]
     header = ["workload", *modes]
-    for title, _, _ in comparisons:
-        header += [title, f"{title} per round"]
+    for c in comparisons:
+        header += [c.title] + ([f"{c.title} per round"] if c.kind == "time" else [])
+    by_mode = mode_results(report)
+    ratios: dict[str, list[float]] = {m: [] for m in modes}
     rows = []
-    columns: list[list[float]] = [[] for _ in range(len(modes) + len(comparisons))]
-    for name, result in report["results"].items():
-        if "error" in result:
-            rows.append([name, "FAILED (see log)"])
-            continue
-        times = result["times"]
-        base = statistics.median(times[BASELINE])
-        row = [name if result["checksum_ok"] else f"{name} (CHECKSUM MISMATCH)"]
-        for i, mode in enumerate(modes):
-            ratio = statistics.median(times[mode]) / base
-            columns[i].append(ratio)
-            row.append(f"{ratio:.2f}x")
-        for j, (_, numerator, denominator) in enumerate(comparisons):
-            ratio = statistics.median(times[numerator]) / statistics.median(times[denominator])
-            columns[len(modes) + j].append(ratio)
-            per_round = [a / b for a, b in zip(times[numerator], times[denominator], strict=True)]
-            row += [f"{ratio:.3f}", f"{min(per_round):.2f}-{max(per_round):.2f}"]
+    for name in report["workloads"]:
+        row, ratio_of = [name], {}
+        for mode in modes:
+            result = by_mode.get(name, {}).get(mode)
+            if mode in report["unavailable"]:
+                row.append("unsupported")
+            elif result is None:
+                row.append("FAILED (see log)")
+            else:
+                times = result["times"]
+                ratio_of[mode] = statistics.median(times[mode]) / statistics.median(times[BASELINE])
+                ratios[mode].append(ratio_of[mode])
+                row.append(
+                    f"{ratio_of[mode]:.2f}x"
+                    + ("" if result["checksum_ok"] else " (CHECKSUM MISMATCH)")
+                )
+        for c in comparisons:
+            a, b = ratio_of.get(c.numerator), ratio_of.get(c.denominator)
+            if c.kind == "overhead":
+                row.append(format_overhead_share(a, b))
+                continue
+            row.append("" if a is None or b is None else f"{a / b:.3f}")
+            same_worker = by_mode[name].get(c.numerator) is by_mode[name].get(c.denominator)
+            if a is not None and b is not None and same_worker:
+                times = by_mode[name][c.numerator]["times"]
+                per_round = [
+                    x / y for x, y in zip(times[c.numerator], times[c.denominator], strict=True)
+                ]
+                row.append(f"{min(per_round):.2f}-{max(per_round):.2f}")
+            else:
+                row.append("")
         rows.append(row)
-    if rows and all(len(row) == len(header) for row in rows):
+    if rows:
+        means = {m: geometric_mean(v) for m, v in ratios.items() if len(v) == len(rows)}
         mean = ["geometric mean"]
-        mean += [f"{geometric_mean(c):.2f}x" for c in columns[: len(modes)]]
-        for c in columns[len(modes) :]:
-            mean += [f"{geometric_mean(c):.3f}", ""]
+        mean += [
+            "unsupported"
+            if m in report["unavailable"]
+            else f"{means[m]:.2f}x"
+            if m in means
+            else ""
+            for m in modes
+        ]
+        for c in comparisons:
+            a, b = means.get(c.numerator), means.get(c.denominator)
+            if c.kind == "overhead":
+                mean.append(format_overhead_share(a, b))
+            else:
+                mean += ["" if a is None or b is None else f"{a / b:.3f}", ""]
         rows.append(mean)
     return header, rows
+
+
+def format_overhead_share(a: float | None, b: float | None) -> str:
+    """What mode a adds to the untraced time as a share of what mode b adds: (a-1)/(b-1)."""
+    if a is None or b is None:
+        return ""
+    if b <= 1.0:
+        return "n/a"
+    return f"{(a - 1) / (b - 1):.3f}"
 
 
 def format_table(header: list[str], rows: list[list[str]]) -> str:
@@ -286,14 +433,35 @@ def describe(report: dict) -> str:
     ferro = report["ferrotrace_version"] or "not importable"
     lines = [
         f"{report['implementation']} {report['version']} ({report['executable']}), "
-        f"ferrotrace {ferro}, {report['rounds']} interleaved rounds",
+        f"ferrotrace {ferro}, {report['rounds']} interleaved rounds, "
+        f"{len(report['workers'])} worker processes",
     ]
-    before, after = report.get("load_average", (None, None))
-    if before is not None and after is not None:
-        lines.append(f"1-minute load average: {before:.2f} before, {after:.2f} after")
+    loads = [w.get("load_average", (None, None)) for w in report["workers"]]
+    loads = [
+        f"{before:.2f}/{after:.2f}"
+        for before, after in loads
+        if before is not None and after is not None
+    ]
+    if loads:
+        lines.append(f"1-minute load average before/after each worker: {', '.join(loads)}")
     for mode, why in report["unavailable"].items():
-        lines.append(f"mode {mode!r} skipped: {why}")
+        lines.append(f"mode {mode!r} unsupported: {why}")
     return "\n".join(lines)
+
+
+def selected(
+    parser: argparse.ArgumentParser,
+    given: list[str] | None,
+    known: list[str],
+    what: str,
+    first: str,
+) -> list[str]:
+    """The names given (repeatable option, comma-separated) or all known ones, checked, without
+    repeats, ``first`` (the baseline) always first."""
+    names = [n.strip() for group in given or [",".join(known)] for n in group.split(",")]
+    if unknown := [n for n in names if n and n not in known]:
+        parser.error(f"unknown {what}(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return [first] + [n for n in dict.fromkeys(names) if n and n != first]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -317,9 +485,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--modes",
         action="append",
         metavar="MODE[,MODE...]",
-        help="traced modes to measure (repeatable or comma-separated; default: all but "
-        f"{', '.join(sorted(OPT_IN_MODES))}). {BASELINE!r} is always measured. "
-        f"Known: {', '.join(MODES)}",
+        help="traced modes to measure (repeatable or comma-separated; default: all). "
+        f"{BASELINE!r} is always measured. Known: {', '.join(MODES)}",
     )
     parser.add_argument(
         "--rounds",
@@ -338,14 +505,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [w for w in args.workload if w not in known]
     if unknown:
         parser.error(f"unknown workload(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    if args.modes:
-        modes = [m.strip() for group in args.modes for m in group.split(",") if m.strip()]
-    else:
-        modes = [m for m in MODES if m not in OPT_IN_MODES]
-    unknown = [m for m in modes if m not in MODES]
-    if unknown:
-        parser.error(f"unknown mode(s) {', '.join(unknown)}; known: {', '.join(MODES)}")
-    args.modes = [BASELINE] + [m for m in dict.fromkeys(modes) if m != BASELINE]
+    args.modes = selected(parser, args.modes, list(MODES), "mode", BASELINE)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     args.python = args.python or [sys.executable]
@@ -384,21 +544,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.list:
         print("workloads:", " ".join(available_workloads()))
-        print("modes:", " ".join(MODES))
+        print("modes:", ", ".join(MODES))
         return 0
 
-    config = {"workloads": args.workload, "modes": args.modes, "rounds": args.rounds}
     started = datetime.datetime.now().astimezone()
     reports = []
     ok = True
     for python in args.python:
-        report = run_worker(python, config)
-        if report is None:
-            ok = False
-            continue
-        report["python_argument"] = python
-        reports.append(report)
-        ok = ok and all(r.get("checksum_ok") for r in report["results"].values())
+        report = run_interpreter(python, args)
+        ok = ok and report is not None and report["ok"]
+        if report is not None:
+            reports.append(report)
 
     print()
     print(
@@ -406,18 +562,46 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs | command: {' '.join(sys.argv)}"
     )
     print(
-        "Overhead ratio = median traced time / median untraced time, same worker process;"
-        f" {' and '.join(f'{t} = {a} / {b} medians' for t, a, b in COMPARISONS)}."
+        "Overhead ratio = median traced time / median untraced time, same worker process; "
+        "a/b = ratio of two modes' medians; 'overhead' columns = (a - 1) / (b - 1), "
+        "the share of b's added time that a adds."
     )
     for report in reports:
         print()
         print(describe(report))
-        print(format_table(*overhead_table(report)))
+        for table in TABLES:
+            header, rows = overhead_table(report, table)
+            if len(header) > 1:
+                print(f"\n{table.title}:")
+                print(format_table(header, rows))
 
     if args.json:
         payload = {"started": started.isoformat(), "argv": sys.argv, "reports": reports}
         Path(args.json).write_text(json.dumps(payload, indent=1) + "\n")
     return 0 if ok else 1
+
+
+def run_interpreter(python: str, args: argparse.Namespace) -> dict | None:
+    """All the worker processes of one interpreter, merged into one report."""
+    workers = []
+    for modes in worker_groups(args.modes):
+        config = {"workloads": args.workload, "modes": modes, "rounds": args.rounds}
+        report = run_worker(python, config)
+        if report is None:
+            return None
+        workers.append(report)
+    first = workers[0]
+    return {
+        **{key: first[key] for key in ("executable", "implementation", "version", "sys_version")},
+        "ferrotrace_version": first["ferrotrace_version"],
+        "python_argument": python,
+        "rounds": args.rounds,
+        "workloads": args.workload,
+        "modes": [m for w in workers for m in w["modes"] if m != BASELINE],
+        "unavailable": {k: v for w in workers for k, v in w["unavailable"].items()},
+        "workers": workers,
+        "ok": all(r.get("checksum_ok") for w in workers for r in w["results"].values()),
+    }
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ Plain functions, positional and keyword arguments, closures, bound and static me
 ``super()`` chains, properties, and deep recursion.
 """
 
+# The function the benchmark's single-function filters select (`functions=[...]`).
+HOT_FUNCTION = "combine"
+
 LOOPS = 30000
 FIB = 22
 

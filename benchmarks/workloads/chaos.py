@@ -6,6 +6,9 @@ algorithm, and a seeded random walk: many short method and dunder calls.
 
 import random
 
+# The function the benchmark's single-function filters select (`functions=[...]`).
+HOT_FUNCTION = "lerp"
+
 SEED = 1234
 POINTS = 8000
 WIDTH = HEIGHT = 64

@@ -4,6 +4,9 @@ Chains of equality constraints and projections through scale constraints, re-pla
 constraints come and go: classes, virtual dispatch, list-based work queues.
 """
 
+# The function the benchmark's single-function filters select (`functions=[...]`).
+HOT_FUNCTION = "execute"
+
 REQUIRED, STRONG_PREFERRED, PREFERRED, STRONG_DEFAULT, NORMAL, WEAK_DEFAULT, WEAKEST = range(7)
 NONE, FORWARD, BACKWARD = range(3)
 SIZE = 600

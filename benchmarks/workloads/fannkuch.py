@@ -3,6 +3,9 @@
 List slicing and reversal in a tight loop, permutations generated in a counting order.
 """
 
+# The function the benchmark's single-function filters select (`functions=[...]`).
+HOT_FUNCTION = "fannkuch"
+
 N = 8
 
 

@@ -5,6 +5,9 @@ exceptions raised and caught at various depths, including through generators and
 ``finally`` blocks.
 """
 
+# The function the benchmark's single-function filters select (`functions=[...]`).
+HOT_FUNCTION = "relay"
+
 LOOPS = 3600
 CHAIN = 10
 

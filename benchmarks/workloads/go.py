@@ -7,6 +7,9 @@ the best win rate is chosen. Flood fills for liberties and captures, board copie
 
 import random
 
+# The function the benchmark's single-function filters select (`functions=[...]`).
+HOT_FUNCTION = "is_eye"
+
 SIZE = 7
 KOMI = 7.5
 SEED = 20240601

@@ -7,6 +7,9 @@ Python ``default``/``object_hook`` pair, as real code that (de)serialises its ow
 
 import json
 
+# The function the benchmark's single-function filters select (`functions=[...]`).
+HOT_FUNCTION = "decode_point"
+
 REPEAT = 220
 
 

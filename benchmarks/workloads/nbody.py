@@ -5,6 +5,9 @@ Float arithmetic on lists in a tight loop; few calls per unit of work.
 
 import math
 
+# The function the benchmark's single-function filters select (`functions=[...]`).
+HOT_FUNCTION = "advance"
+
 PI = math.pi
 SOLAR_MASS = 4 * PI * PI
 DAYS_PER_YEAR = 365.24

@@ -4,6 +4,9 @@ An idle task, a worker, two handlers and two devices pass packets around through
 priority scheduler. Object-oriented, attribute- and method-call-heavy.
 """
 
+# The function the benchmark's single-function filters select (`functions=[...]`).
+HOT_FUNCTION = "step"
+
 IDLE, WORKER, HANDLER_A, HANDLER_B, DEVICE_A, DEVICE_B = range(6)
 KIND_DEVICE, KIND_WORK = 0, 1
 BUFFER_SIZE = 4

@@ -3,6 +3,9 @@
 Power iteration on A^T A with small helper functions called from comprehensions.
 """
 
+# The function the benchmark's single-function filters select (`functions=[...]`).
+HOT_FUNCTION = "entry"
+
 N = 80
 ITERATIONS = 10
 
