@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod bindings;
+pub mod debug;
 pub mod errors;
 pub mod filter;
 pub mod hook;
@@ -19,6 +20,7 @@ fn native_module(module: &Bound<'_, PyModule>) -> PyResult<()> {
     bindings::frame::verify_layout(py)?;
     api::tracefunc::register(module)?;
     api::tracer::register(module)?;
+    api::debugger::register(module)?;
     module.add("FerrotraceError", py.get_type::<errors::FerrotraceError>())?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -2,5 +2,6 @@
 //! `tracing` context manager. All are native so that calling them from traced code generates
 //! no trace events of its own, exactly as calling `sys.settrace` does.
 
+pub mod debugger;
 pub mod tracefunc;
 pub mod tracer;

@@ -14,6 +14,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
+use crate::api::debugger::{self, Intercept};
 use crate::bindings::{frame, threadstate};
 use crate::protocol::{self, LocalUpdate, Receiver, TraceEvent, ALL_EVENTS};
 
@@ -111,6 +112,28 @@ unsafe fn dispatch(
     if callback.is_null() {
         return 0;
     }
+    // The debugger's core decides natively and names what to call, if anything.
+    let py = Python::assume_attached();
+    let debugger_dispatch = match debugger::intercept(py, callback, frame, event) {
+        None => None,
+        Some(Ok(Intercept::Deliver(dispatch))) => Some(dispatch),
+        Some(Ok(Intercept::KeepTracing)) => {
+            if frame::f_trace(frame) != callback {
+                ffi::Py_INCREF(callback);
+                frame::replace_f_trace(frame, callback);
+            }
+            return 0;
+        }
+        Some(Ok(Intercept::NoLocalTracing)) => return 0,
+        Some(Err(err)) => {
+            // As if the trace function had raised it.
+            err.restore(py);
+            threadstate::disable_current_thread_after_error();
+            frame::clear_f_trace(frame);
+            return -1;
+        }
+    };
+    let callback = debugger_dispatch.as_ref().map_or(callback, |d| d.as_ptr());
     DISPATCHED.store(
         DISPATCHED.load(Ordering::Relaxed).wrapping_add(1),
         Ordering::Relaxed,

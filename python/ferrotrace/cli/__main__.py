@@ -1,0 +1,5 @@
+import sys
+
+from ferrotrace.cli import main
+
+sys.exit(main())

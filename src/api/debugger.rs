@@ -1,0 +1,362 @@
+//! `DebuggerCore`: the native half of ferrotrace's debugger. It is the trace function a
+//! `ferrotrace.debugger.Bdb` installs (its `trace_dispatch`), holds the mirror of bdb's
+//! stepping state and breakpoint lines, and calls bdb's Python `trace_dispatch` only for the
+//! events `crate::debug::decide` says could matter.
+//!
+//! ferrotrace's trampoline recognises the core and decides without any Python call
+//! ([`intercept`]); called from any other trampoline (`sys.settrace` without `install()`) its
+//! `__call__` makes the same decisions.
+
+use std::collections::HashMap;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyModule};
+use pyo3::{PyTraverseError, PyTypeInfo, PyVisit};
+
+use crate::debug::{decide, BreakTable, Decision, Event, FrameFacts, StepState};
+use crate::protocol::TraceEvent;
+
+/// `CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR` (bdb's GENERATOR_AND_COROUTINE_FLAGS).
+const GENERATOR_AND_COROUTINE_FLAGS: i64 = 0x20 | 0x80 | 0x200;
+
+/// What the debugger needs of a code object, looked up once per breakpoint generation.
+struct CodeFacts {
+    /// Keeps the address from being reused by another code object while cached.
+    _code: Py<PyAny>,
+    canonic: String,
+    first_lineno: i64,
+    is_generator: bool,
+    breaks_generation: u64,
+    file_breaks: Option<Vec<i64>>,
+}
+
+/// DebuggerCore(dispatch, canonic)
+/// --
+///
+/// The native decisions of a bdb debugger: `dispatch` is bdb's own `trace_dispatch` bound to
+/// the debugger, `canonic` its `canonic`. Used as the debugger's trace function.
+#[pyclass(module = "ferrotrace._native", name = "DebuggerCore")]
+pub struct DebuggerCore {
+    dispatch: Option<Py<PyAny>>,
+    canonic: Option<Py<PyAny>>,
+    state: StepState,
+    stopframe: Option<Py<PyAny>>,
+    returnframe: Option<Py<PyAny>>,
+    botframe: Option<Py<PyAny>>,
+    breaks: BreakTable,
+    codes: HashMap<usize, CodeFacts>,
+    /// Events decided natively and not delivered (for tests and the benchmark's sanity check).
+    skipped: u64,
+}
+
+fn optional_frame(value: &Bound<'_, PyAny>) -> Option<Py<PyAny>> {
+    (!value.is_none()).then(|| value.clone().unbind())
+}
+
+#[pymethods]
+impl DebuggerCore {
+    #[new]
+    fn new(dispatch: Py<PyAny>, canonic: Py<PyAny>) -> Self {
+        DebuggerCore {
+            dispatch: Some(dispatch),
+            canonic: Some(canonic),
+            state: StepState::default(),
+            stopframe: None,
+            returnframe: None,
+            botframe: None,
+            breaks: BreakTable::default(),
+            codes: HashMap::new(),
+            skipped: 0,
+        }
+    }
+
+    #[getter]
+    fn stopframe(&self, py: Python<'_>) -> Py<PyAny> {
+        self.stopframe
+            .as_ref()
+            .map_or_else(|| py.None(), |f| f.clone_ref(py))
+    }
+
+    #[setter]
+    fn set_stopframe(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.state.stopframe_set = !value.is_none();
+        self.state.stopframe_is_generator = if value.is_none() {
+            false
+        } else {
+            let flags: i64 = value.getattr("f_code")?.getattr("co_flags")?.extract()?;
+            flags & GENERATOR_AND_COROUTINE_FLAGS != 0
+        };
+        self.stopframe = optional_frame(value);
+        Ok(())
+    }
+
+    #[getter]
+    fn returnframe(&self, py: Python<'_>) -> Py<PyAny> {
+        self.returnframe
+            .as_ref()
+            .map_or_else(|| py.None(), |f| f.clone_ref(py))
+    }
+
+    #[setter]
+    fn set_returnframe(&mut self, value: &Bound<'_, PyAny>) {
+        self.returnframe = optional_frame(value);
+    }
+
+    #[getter]
+    fn botframe(&self, py: Python<'_>) -> Py<PyAny> {
+        self.botframe
+            .as_ref()
+            .map_or_else(|| py.None(), |f| f.clone_ref(py))
+    }
+
+    #[setter]
+    fn set_botframe(&mut self, value: &Bound<'_, PyAny>) {
+        self.state.botframe_set = !value.is_none();
+        self.botframe = optional_frame(value);
+    }
+
+    #[getter]
+    fn stoplineno(&self) -> i64 {
+        self.state.stoplineno
+    }
+
+    #[setter]
+    fn set_stoplineno(&mut self, value: i64) {
+        self.state.stoplineno = value;
+    }
+
+    #[getter]
+    fn quitting(&self) -> bool {
+        self.state.quitting
+    }
+
+    #[setter]
+    fn set_quitting(&mut self, value: bool) {
+        self.state.quitting = value;
+    }
+
+    /// How much the Python subclass lets the core decide: `python_decides` when it overrides
+    /// bdb's dispatch or stop/break predicates, `user_call_observes` when its `user_call`
+    /// acts on calls it does not stop at.
+    fn set_policy(&mut self, python_decides: bool, user_call_observes: bool) {
+        self.state.python_decides = python_decides;
+        self.state.user_call_observes = user_call_observes;
+    }
+
+    /// Replaces the breakpoint lines with bdb's `breaks` ({canonic file: [line, ...]}).
+    fn set_breaks(&mut self, breaks: &Bound<'_, PyDict>) -> PyResult<()> {
+        let mut files = Vec::with_capacity(breaks.len());
+        for (file, lines) in breaks.iter() {
+            files.push((file.extract::<String>()?, lines.extract::<Vec<i64>>()?));
+        }
+        self.breaks.replace(files);
+        Ok(())
+    }
+
+    /// Whether only breakpoints can stop the program now (`continue`).
+    #[getter]
+    fn only_breakpoints(&self) -> bool {
+        self.state.only_breakpoints()
+    }
+
+    /// Events the core decided without calling Python.
+    #[getter]
+    fn skipped_events(&self) -> u64 {
+        self.skipped
+    }
+
+    /// Forgets cached code facts (bdb's `reset`: file names may mean other files now).
+    fn forget_code(&mut self) {
+        self.codes.clear();
+    }
+
+    fn __call__(
+        slf: &Bound<'_, Self>,
+        frame: &Bound<'_, PyAny>,
+        event: &str,
+        arg: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let event = match event {
+            "call" => Event::Call,
+            "line" => Event::Line,
+            "return" => Event::Return,
+            "exception" => Event::Exception,
+            "opcode" => Event::Opcode,
+            _ => return Ok(slf.clone().into_any().unbind()),
+        };
+        if frame.get_type().name()?.to_str()? != "frame" {
+            return Err(PyValueError::new_err("DebuggerCore: not a frame"));
+        }
+        // SAFETY: a live frame object (checked above), the GIL held.
+        let decision = unsafe { decide_for(slf, frame.as_ptr().cast(), event)? };
+        match decision {
+            Intercept::Deliver(dispatch) => {
+                let name = pyo3::types::PyString::intern(py, trace_event(event).name());
+                Ok(dispatch.call1(py, (frame, name, arg))?)
+            }
+            Intercept::KeepTracing => Ok(slf.clone().into_any().unbind()),
+            Intercept::NoLocalTracing => Ok(py.None()),
+        }
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        for object in [
+            &self.dispatch,
+            &self.canonic,
+            &self.stopframe,
+            &self.returnframe,
+            &self.botframe,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            visit.call(object)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        self.dispatch = None;
+        self.canonic = None;
+        self.stopframe = None;
+        self.returnframe = None;
+        self.botframe = None;
+        self.codes.clear();
+    }
+}
+
+fn trace_event(event: Event) -> TraceEvent {
+    match event {
+        Event::Call => TraceEvent::Call,
+        Event::Line => TraceEvent::Line,
+        Event::Return => TraceEvent::Return,
+        Event::Exception => TraceEvent::Exception,
+        Event::Opcode => TraceEvent::Opcode,
+    }
+}
+
+/// The core's answer for one event, ready for a trampoline.
+pub enum Intercept {
+    /// Call this (bdb's Python `trace_dispatch`) as the trace function.
+    Deliver(Py<PyAny>),
+    /// Nothing to call; the frame's local function is (or becomes, on `call`) the core.
+    KeepTracing,
+    /// `call` only: leave the frame untraced.
+    NoLocalTracing,
+}
+
+/// If `callback` is a `DebuggerCore`, decides the event natively (None: not a core).
+///
+/// # Safety
+/// `callback` and `frame` are live objects and the GIL is held.
+#[inline]
+pub unsafe fn intercept(
+    py: Python<'_>,
+    callback: *mut ffi::PyObject,
+    frame: *mut ffi::PyFrameObject,
+    event: TraceEvent,
+) -> Option<PyResult<Intercept>> {
+    if ffi::Py_TYPE(callback) != DebuggerCore::type_object_raw(py) {
+        return None;
+    }
+    let event = match event {
+        TraceEvent::Call => Event::Call,
+        TraceEvent::Line => Event::Line,
+        TraceEvent::Return => Event::Return,
+        TraceEvent::Exception => Event::Exception,
+        TraceEvent::Opcode => Event::Opcode,
+        _ => return Some(Ok(Intercept::KeepTracing)),
+    };
+    let core = Bound::from_borrowed_ptr(py, callback);
+    // SAFETY: the type was checked above.
+    let core = core.cast_unchecked::<DebuggerCore>();
+    Some(decide_for(core, frame, event))
+}
+
+/// # Safety
+/// `frame` is a live frame object and the GIL is held.
+unsafe fn decide_for(
+    core: &Bound<'_, DebuggerCore>,
+    frame: *mut ffi::PyFrameObject,
+    event: Event,
+) -> PyResult<Intercept> {
+    let py = core.py();
+    let code_ptr = ffi::PyFrame_GetCode(frame);
+    if code_ptr.is_null() {
+        return Err(PyErr::fetch(py));
+    }
+    let code = Bound::from_owned_ptr(py, code_ptr.cast());
+    let key = code.as_ptr() as usize;
+    let lineno = i64::from(ffi::PyFrame_GetLineNumber(frame));
+    let frame_addr = frame as usize;
+
+    let needs_facts = {
+        let this = core.try_borrow()?;
+        !this.codes.contains_key(&key)
+    };
+    if needs_facts {
+        // Python runs here (bdb's `canonic`, which a subclass may override): no borrow held.
+        let canonic_fn = core.try_borrow()?.canonic.as_ref().map(|c| c.clone_ref(py));
+        let Some(canonic_fn) = canonic_fn else {
+            return Ok(Intercept::KeepTracing);
+        };
+        let filename = code.getattr("co_filename")?;
+        let canonic: String = canonic_fn.call1(py, (filename,))?.extract(py)?;
+        let first_lineno: i64 = code.getattr("co_firstlineno")?.extract()?;
+        let flags: i64 = code.getattr("co_flags")?.extract()?;
+        let facts = CodeFacts {
+            _code: code.clone().unbind(),
+            canonic,
+            first_lineno,
+            is_generator: flags & GENERATOR_AND_COROUTINE_FLAGS != 0,
+            breaks_generation: u64::MAX,
+            file_breaks: None,
+        };
+        let replaced = core.try_borrow_mut()?.codes.insert(key, facts);
+        drop(replaced);
+    }
+
+    let mut this = core.try_borrow_mut()?;
+    let this = &mut *this;
+    let generation = this.breaks.generation();
+    let Some(facts) = this.codes.get_mut(&key) else {
+        return Ok(Intercept::KeepTracing);
+    };
+    if facts.breaks_generation != generation {
+        facts.file_breaks = this.breaks.lines(&facts.canonic).map(<[i64]>::to_vec);
+        facts.breaks_generation = generation;
+    }
+    let is = |slot: &Option<Py<PyAny>>| {
+        slot.as_ref()
+            .is_some_and(|f| f.as_ptr() as usize == frame_addr)
+    };
+    let frame_facts = FrameFacts {
+        is_stopframe: is(&this.stopframe),
+        is_returnframe: is(&this.returnframe),
+        lineno,
+        first_lineno: facts.first_lineno,
+        is_generator: facts.is_generator,
+        file_breaks: facts.file_breaks.as_deref(),
+    };
+    Ok(match decide(&this.state, event, &frame_facts) {
+        Decision::Deliver => match &this.dispatch {
+            Some(dispatch) => Intercept::Deliver(dispatch.clone_ref(py)),
+            None => Intercept::KeepTracing,
+        },
+        Decision::KeepTracing => {
+            this.skipped += 1;
+            Intercept::KeepTracing
+        }
+        Decision::NoLocalTracing => {
+            this.skipped += 1;
+            Intercept::NoLocalTracing
+        }
+    })
+}
+
+pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_class::<DebuggerCore>()
+}
