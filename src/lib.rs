@@ -21,6 +21,7 @@ fn native_module(module: &Bound<'_, PyModule>) -> PyResult<()> {
     api::tracefunc::register(module)?;
     api::tracer::register(module)?;
     api::debugger::register(module)?;
+    api::recorder::register(module)?;
     module.add("FerrotraceError", py.get_type::<errors::FerrotraceError>())?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

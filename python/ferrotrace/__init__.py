@@ -25,6 +25,7 @@ import sys as _sys
 
 from ferrotrace._install import install, is_installed, uninstall
 from ferrotrace._native import (
+    Recorder,
     Tracer,
     __version__,
     gettrace,
@@ -59,6 +60,7 @@ def pm():
 
 __all__ = [
     "FerrotraceError",
+    "Recorder",
     "Tracer",
     "__version__",
     "gettrace",

@@ -1,8 +1,9 @@
 """Type stubs for ferrotrace's compiled core (hand-written; keep in step with src/api/)."""
 
+import os
 from collections.abc import Callable
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, Literal
 
 TraceFunction = Callable[[FrameType, str, Any], "TraceFunction | None"]
 
@@ -96,3 +97,56 @@ class DebuggerCore:
     @property
     def skipped_events(self) -> int: ...
     def __call__(self, frame: FrameType, event: str, arg: Any, /) -> Any: ...
+
+class Recorder:
+    """Records the events a native filter selects into native per-thread buffers, with no
+    Python call per event, and writes them as a Perfetto, Chrome JSON or text trace
+    (Python 3.12+ for now).
+
+    The filter arguments are ``Tracer``'s. With ``reprs=True`` the repr of returned values and
+    the message of exceptions are recorded too (this runs their ``__repr__``/``__str__``);
+    without it exceptions are recorded by their type's name and values not at all.
+    """
+
+    def __init__(
+        self,
+        *,
+        modules: list[str] = ...,
+        files: list[str] = ...,
+        functions: list[str] = ...,
+        user_code: bool = False,
+        threads: list[str] = ...,
+        events: str | None = None,
+        depth: int = 0,
+        reprs: bool = False,
+    ) -> None: ...
+    @property
+    def running(self) -> bool: ...
+    @property
+    def event_count(self) -> int:
+        """Events recorded so far, on every thread."""
+    @property
+    def call_count(self) -> int:
+        """Calls recorded so far (generator resumptions included), on every thread."""
+    def start(self, *, all_threads: bool = False) -> None:
+        """Record the calling thread, or every thread; after stop() it adds to the same
+        recording."""
+    def stop(self) -> None:
+        """Stop recording and keep what was recorded. Idempotent."""
+    def write(
+        self,
+        path: str | os.PathLike[str],
+        format: Literal["perfetto", "chrome", "text"] = "perfetto",
+        *,
+        color: bool = False,
+    ) -> None:
+        """Write the recording to ``path`` (``"-"``: standard output), whole or not at all.
+        Raises ``OSError`` if it cannot be written, ``ValueError`` for an unknown format."""
+    def __enter__(self) -> Recorder: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> bool: ...

@@ -1,7 +1,9 @@
 //! What Python sees of the engine: `settrace`, `gettrace`, the all-threads variants and the
 //! `tracing` context manager. All are native so that calling them from traced code generates
-//! no trace events of its own, exactly as calling `sys.settrace` does.
+//! no trace events of its own, exactly as calling `sys.settrace` does. `Tracer` (filtered
+//! callbacks) and `Recorder` (filtered native recording).
 
 pub mod debugger;
+pub mod recorder;
 pub mod tracefunc;
 pub mod tracer;

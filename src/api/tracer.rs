@@ -148,7 +148,7 @@ fn start_backend(
 
 #[cfg(Py_3_12)]
 fn stop_backend(py: Python<'_>, id: u64) -> PyResult<()> {
-    crate::hook::monitoring::remove_consumer(py, id)
+    crate::hook::monitoring::remove_consumer(py, id).map(drop)
 }
 
 #[cfg(not(Py_3_12))]

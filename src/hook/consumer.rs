@@ -7,12 +7,16 @@ use std::collections::{HashMap, HashSet};
 use pyo3::prelude::*;
 
 use crate::filter::Filter;
+use crate::hook::record_sink::RecordSink;
 
 /// Where a consumer's events go.
 pub enum Sink {
     /// A Python trace function with `sys.settrace`'s contract: called on `call`, its result
     /// is the frame's local function for the other events.
     Callback(Py<PyAny>),
+    /// The native recording of a `Recorder`: no Python call per event (see
+    /// [`crate::hook::record_sink`]).
+    Record(Box<RecordSink>),
 }
 
 pub struct Consumer {

@@ -20,7 +20,9 @@ use pyo3::types::{PyModule, PyString, PyTuple};
 use crate::bindings::frame;
 use crate::filter::{CodeInfo, Environment};
 use crate::hook::consumer::{Consumer, Sink};
+use crate::hook::record_sink::{now_ns, Missing, Occurrence};
 use crate::protocol::{local_update, LocalUpdate, TraceEvent};
+use crate::record::EventKind;
 
 // `sys.monitoring.events` bits (stable since 3.12).
 const PY_START: u32 = 1;
@@ -128,8 +130,9 @@ pub fn add_consumer(
     restart_events(py)
 }
 
-/// Removes a consumer; the last one releases the tool id.
-pub fn remove_consumer(py: Python<'_>, id: u64) -> PyResult<()> {
+/// Removes a consumer and gives it back (a recorder keeps its recording); the last one
+/// releases the tool id.
+pub fn remove_consumer(py: Python<'_>, id: u64) -> PyResult<Option<Consumer>> {
     let (removed, codes, tool, now_empty) = with_engine(py, |engine| {
         let (removed, kept): (Vec<Consumer>, Vec<Consumer>) = std::mem::take(&mut engine.consumers)
             .into_iter()
@@ -138,8 +141,9 @@ pub fn remove_consumer(py: Python<'_>, id: u64) -> PyResult<()> {
         let codes: Vec<(usize, CodeEntry)> = engine.codes.drain().collect();
         (removed, codes, engine.tool, engine.consumers.is_empty())
     });
+    let consumer = removed.into_iter().next();
     let Some(tool) = tool else {
-        return Ok(());
+        return Ok(consumer);
     };
     let mon = monitoring(py)?;
     for (_, entry) in &codes {
@@ -148,7 +152,6 @@ pub fn remove_consumer(py: Python<'_>, id: u64) -> PyResult<()> {
         }
     }
     drop(codes);
-    drop(removed);
     if now_empty {
         mon.call_method1("set_events", (tool, 0))?;
         for event in event_bits() {
@@ -162,7 +165,15 @@ pub fn remove_consumer(py: Python<'_>, id: u64) -> PyResult<()> {
     } else {
         restart_events(py)?;
     }
-    Ok(())
+    Ok(consumer)
+}
+
+/// Runs `f` on a registered consumer (None if there is none with this id). No Python code may
+/// run inside `f`: the engine is borrowed.
+pub fn with_consumer<R>(py: Python<'_>, id: u64, f: impl FnOnce(&mut Consumer) -> R) -> Option<R> {
+    with_engine(py, |engine| {
+        engine.consumers.iter_mut().find(|c| c.id == id).map(f)
+    })
 }
 
 fn restart_events(py: Python<'_>) -> PyResult<()> {
@@ -222,12 +233,13 @@ fn register_callbacks(py: Python<'_>, module: &Bound<'_, PyModule>, tool: u8) ->
     Ok(())
 }
 
-/// Directories that are not the user's code: the interpreter's library and installed packages.
+/// Directories that are not the user's code: the interpreter's library, installed packages and
+/// their console scripts (such as the `ferrotrace` command itself).
 fn library_environment(py: Python<'_>) -> PyResult<Environment> {
     let sysconfig = py.import("sysconfig")?;
     let paths = sysconfig.call_method0("get_paths")?;
     let mut dirs: Vec<String> = Vec::new();
-    for key in ["stdlib", "platstdlib", "purelib", "platlib"] {
+    for key in ["stdlib", "platstdlib", "purelib", "platlib", "scripts"] {
         if let Ok(path) = paths.get_item(key) {
             dirs.push(path.extract()?);
         }
@@ -384,10 +396,11 @@ fn wanted_by(
 fn ensure_local_events(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<()> {
     let key = code.as_ptr() as usize;
     let (tool, needs_local, needs_global) = with_engine(py, |engine| {
+        let wanted = local_events_wanted(&engine.consumers);
         let needs_local = engine
             .codes
             .get_mut(&key)
-            .is_some_and(|entry| std::mem::replace(&mut entry.local_events, LOCAL_EVENTS) == 0);
+            .is_some_and(|entry| std::mem::replace(&mut entry.local_events, wanted) == 0);
         let needs_global = !std::mem::replace(&mut engine.global_events_on, true);
         (engine.tool, needs_local, needs_global)
     });
@@ -399,9 +412,26 @@ fn ensure_local_events(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<()> 
         mon.call_method1("set_events", (tool, GLOBAL_EVENTS))?;
     }
     if needs_local {
-        mon.call_method1("set_local_events", (tool, code, LOCAL_EVENTS))?;
+        let events = with_engine(py, |engine| local_events_wanted(&engine.consumers));
+        mon.call_method1("set_local_events", (tool, code, events))?;
     }
     Ok(())
+}
+
+/// The local events wanted code gets: `LINE` and `JUMP` make `line` events, and switching
+/// them on also changes which `STOP_ITERATION` events CPython fires (a generator exhausted by a
+/// `for` loop), so they are left off only while no consumer wants `line` or `exception`
+/// events: then a recorder of calls pays nothing per line.
+fn local_events_wanted(consumers: &[Consumer]) -> u32 {
+    let needs_lines = consumers.iter().any(|c| {
+        let events = c.filter.events();
+        events.contains(TraceEvent::Line) || events.contains(TraceEvent::Exception)
+    });
+    if needs_lines {
+        LOCAL_EVENTS
+    } else {
+        LOCAL_EVENTS & !(LINE | JUMP)
+    }
 }
 
 fn module_name_of(frame: &Bound<'_, PyAny>) -> Option<String> {
@@ -426,6 +456,63 @@ fn current_thread_ident() -> u64 {
     unsafe { ffi::PyThread_get_thread_ident() as u64 }
 }
 
+/// What the `sys.monitoring` event said beyond the legacy event: record sinks keep it.
+struct Source<'a, 'py> {
+    /// The instruction's byte offset (the line of a recorded event comes from it).
+    offset: i64,
+    /// The exception raised (`exception`) or unwinding the frame (`return` by `PY_UNWIND`).
+    exception: Option<&'a Bound<'py, PyAny>>,
+    /// `PY_UNWIND`: the frame exits by an exception.
+    unwinding: bool,
+}
+
+impl Source<'_, '_> {
+    fn at(offset: i64) -> Self {
+        Source {
+            offset,
+            exception: None,
+            unwinding: false,
+        }
+    }
+}
+
+/// What to do for one consumer, decided inside the engine's borrow.
+enum Action {
+    Skip,
+    Call(Py<PyAny>),
+    Recorded,
+    /// The record sink needs Python to describe the event (see `record_sink`).
+    Record(Missing),
+}
+
+/// The record sink's event kind for a legacy event; None for `opcode`, which is not recorded.
+fn record_kind(event: TraceEvent, source: &Source<'_, '_>) -> Option<EventKind> {
+    Some(match event {
+        TraceEvent::Call => EventKind::Call,
+        TraceEvent::Return if source.unwinding => EventKind::Unwind,
+        TraceEvent::Return => EventKind::Return,
+        TraceEvent::Line => EventKind::Line,
+        TraceEvent::Exception => EventKind::Exception,
+        _ => return None,
+    })
+}
+
+/// The line of the instruction at `offset`; for a call at an instruction without a line (a
+/// module's first), the code's first line.
+fn line_of(code: &Bound<'_, PyAny>, offset: i64, event: TraceEvent) -> u32 {
+    let offset = c_int::try_from(offset).unwrap_or(c_int::MAX);
+    // SAFETY: `code` is a live code object (sys.monitoring passes the code being run).
+    let line = unsafe { ffi::PyCode_Addr2Line(code.as_ptr().cast::<ffi::PyCodeObject>(), offset) };
+    match u32::try_from(line) {
+        Ok(line) if line > 0 => line,
+        _ if event == TraceEvent::Call => code
+            .getattr("co_firstlineno")
+            .and_then(|first| first.extract())
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// Delivers one legacy event to every consumer that wants `code` on this thread.
 fn deliver(
     py: Python<'_>,
@@ -434,6 +521,7 @@ fn deliver(
     arg: &Bound<'_, PyAny>,
     line: Option<c_int>,
     final_exit: bool,
+    source: Source<'_, '_>,
 ) -> PyResult<()> {
     let mut ids = wanted_by(py, code, None)?;
     ids.extend(scoped_consumers(py, current_frame_key()));
@@ -451,34 +539,82 @@ fn deliver(
     let frame_obj = unsafe { Bound::from_borrowed_ptr(py, raw_frame.cast()) };
     let key = raw_frame as usize;
     let thread = current_thread_ident();
-    let name = PyString::intern(py, event.name());
+    let occurrence = record_kind(event, &source).map(|kind| Occurrence {
+        kind,
+        code,
+        line: match line {
+            Some(line) => u32::try_from(line).unwrap_or(0),
+            None => line_of(code, source.offset, event),
+        },
+        value: match kind {
+            EventKind::Return => Some(arg),
+            EventKind::Exception | EventKind::Unwind => source.exception,
+            EventKind::Call | EventKind::Line => None,
+        },
+        timestamp_ns: now_ns(),
+    });
     let mut outcome = Ok(());
     for id in ids {
-        // What to call, decided without holding the engine across the Python call.
-        let receiver = with_engine(py, |engine| {
-            let consumer = engine.consumers.iter().find(|c| c.id == id)?;
+        // What to do, decided without holding the engine across a Python call.
+        let action = with_engine(py, |engine| {
+            let Some(consumer) = engine.consumers.iter_mut().find(|c| c.id == id) else {
+                return Action::Skip;
+            };
             let events = consumer.filter.events();
-            let Sink::Callback(callback) = &consumer.sink;
             if !consumer.traces_thread(thread) || !events.contains(event) {
-                return None;
+                return Action::Skip;
             }
+            let callback = match &mut consumer.sink {
+                Sink::Callback(callback) => callback,
+                Sink::Record(sink) => {
+                    return match &occurrence {
+                        None => Action::Skip,
+                        Some(occurrence) => match sink.try_record(occurrence) {
+                            Ok(()) => Action::Recorded,
+                            Err(missing) => Action::Record(missing),
+                        },
+                    };
+                }
+            };
             match event {
-                TraceEvent::Call => Some(callback.clone_ref(py)),
+                TraceEvent::Call => Action::Call(callback.clone_ref(py)),
                 // Without `call` events the callback is every scope's local function.
                 _ => match consumer.locals.get(&key) {
-                    Some(local) => Some(local.clone_ref(py)),
-                    None if !events.contains(TraceEvent::Call) => Some(callback.clone_ref(py)),
-                    None => None,
+                    Some(local) => Action::Call(local.clone_ref(py)),
+                    None if !events.contains(TraceEvent::Call) => {
+                        Action::Call(callback.clone_ref(py))
+                    }
+                    None => Action::Skip,
                 },
             }
         });
-        let Some(receiver) = receiver else {
-            continue;
+        let receiver = match action {
+            Action::Skip | Action::Recorded => continue,
+            Action::Record(missing) => {
+                if let Some(occurrence) = &occurrence {
+                    let gathered = missing.gather(py, occurrence);
+                    let released = with_engine(py, |engine| {
+                        let consumer = engine.consumers.iter_mut().find(|c| c.id == id);
+                        match consumer.map(|c| &mut c.sink) {
+                            Some(Sink::Record(sink)) => {
+                                sink.record(occurrence, gathered);
+                                None
+                            }
+                            // The consumer went away while the event was described.
+                            _ => Some(gathered),
+                        }
+                    });
+                    drop(released);
+                }
+                continue;
+            }
+            Action::Call(receiver) => receiver,
         };
         if let Some(line) = line {
             // SAFETY: a live frame; CPython's own line events set f_lineno the same way.
             unsafe { frame::set_f_lineno(raw_frame, line) };
         }
+        let name = PyString::intern(py, event.name());
         let result = receiver.bind(py).call1((&frame_obj, &name, arg));
         // SAFETY: as above; legacy tracing resets it after every call.
         unsafe { frame::set_f_lineno(raw_frame, 0) };
@@ -586,7 +722,7 @@ fn decide_frame_scope(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<Frame
 }
 
 #[pyfunction]
-pub fn _on_start(py: Python<'_>, code: &Bound<'_, PyAny>, _offset: i64) -> PyResult<Py<PyAny>> {
+pub fn _on_start(py: Python<'_>, code: &Bound<'_, PyAny>, offset: i64) -> PyResult<Py<PyAny>> {
     match decide_frame_scope(py, code)? {
         FrameScope::Never => return disable(py),
         FrameScope::NotNow => return Ok(py.None()),
@@ -599,6 +735,7 @@ pub fn _on_start(py: Python<'_>, code: &Bound<'_, PyAny>, _offset: i64) -> PyRes
         &py.None().into_bound(py),
         None,
         false,
+        Source::at(offset),
     )?;
     Ok(py.None())
 }
@@ -607,7 +744,7 @@ pub fn _on_start(py: Python<'_>, code: &Bound<'_, PyAny>, _offset: i64) -> PyRes
 pub fn _on_throw(
     py: Python<'_>,
     code: &Bound<'_, PyAny>,
-    _offset: i64,
+    offset: i64,
     _exception: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
     // A global event (no DISABLE): the scope is decided again, as at any resume.
@@ -621,6 +758,7 @@ pub fn _on_throw(
         &py.None().into_bound(py),
         None,
         false,
+        Source::at(offset),
     )
 }
 
@@ -628,28 +766,30 @@ pub fn _on_throw(
 pub fn _on_return(
     py: Python<'_>,
     code: &Bound<'_, PyAny>,
-    _offset: i64,
+    offset: i64,
     value: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    deliver(py, code, TraceEvent::Return, value, None, true)
+    let source = Source::at(offset);
+    deliver(py, code, TraceEvent::Return, value, None, true, source)
 }
 
 #[pyfunction]
 pub fn _on_yield(
     py: Python<'_>,
     code: &Bound<'_, PyAny>,
-    _offset: i64,
+    offset: i64,
     value: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    deliver(py, code, TraceEvent::Return, value, None, false)
+    let source = Source::at(offset);
+    deliver(py, code, TraceEvent::Return, value, None, false, source)
 }
 
 #[pyfunction]
 pub fn _on_unwind(
     py: Python<'_>,
     code: &Bound<'_, PyAny>,
-    _offset: i64,
-    _exception: &Bound<'_, PyAny>,
+    offset: i64,
+    exception: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
     deliver(
         py,
@@ -658,6 +798,11 @@ pub fn _on_unwind(
         &py.None().into_bound(py),
         None,
         true,
+        Source {
+            offset,
+            exception: Some(exception),
+            unwinding: true,
+        },
     )
 }
 
@@ -665,7 +810,7 @@ pub fn _on_unwind(
 pub fn _on_raise(
     py: Python<'_>,
     code: &Bound<'_, PyAny>,
-    _offset: i64,
+    offset: i64,
     exception: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
     // RAISE is a global event: fires for every code object, wanted or not.
@@ -683,7 +828,20 @@ pub fn _on_raise(
             traceback,
         ],
     )?;
-    deliver(py, code, TraceEvent::Exception, arg.as_any(), None, false)
+    let source = Source {
+        offset,
+        exception: Some(exception),
+        unwinding: false,
+    };
+    deliver(
+        py,
+        code,
+        TraceEvent::Exception,
+        arg.as_any(),
+        None,
+        false,
+        source,
+    )
 }
 
 #[pyfunction]
@@ -699,6 +857,7 @@ pub fn _on_line(py: Python<'_>, code: &Bound<'_, PyAny>, line: i64) -> PyResult<
         &py.None().into_bound(py),
         Some(line),
         false,
+        Source::at(0),
     )
 }
 
@@ -731,13 +890,14 @@ pub fn _on_jump(
             &py.None().into_bound(py),
             Some(to_line),
             false,
+            Source::at(to),
         )?;
     }
     Ok(py.None())
 }
 
 #[pyfunction]
-pub fn _on_instruction(py: Python<'_>, code: &Bound<'_, PyAny>, _offset: i64) -> PyResult<()> {
+pub fn _on_instruction(py: Python<'_>, code: &Bound<'_, PyAny>, offset: i64) -> PyResult<()> {
     // SAFETY: the GIL is held.
     let raw = unsafe { ffi::PyEval_GetFrame() };
     // SAFETY: a live frame, borrowed.
@@ -751,6 +911,7 @@ pub fn _on_instruction(py: Python<'_>, code: &Bound<'_, PyAny>, _offset: i64) ->
         &py.None().into_bound(py),
         None,
         false,
+        Source::at(offset),
     )
 }
 

@@ -1,9 +1,9 @@
 //! Trace files from a [`Recording`]: Chrome's Trace Event JSON ([`chrome`]) and Perfetto's
 //! protobuf trace ([`perfetto`]); both open in Perfetto's UI (ui.perfetto.dev) and the JSON in
-//! `chrome://tracing` too. Pure Rust: the writers read only the native recording, so they can
+//! `chrome://tracing` too. And plain text, one line per event ([`text`]). Pure Rust: the writers read only the native recording, so they can
 //! run after the interpreter has torn down its objects.
 //!
-//! # What a file shows
+//! # What a trace file shows (Chrome, Perfetto)
 //!
 //! One slice per call on its thread's track, named by the function's qualified name, with the
 //! function's file and the line the call started at; the returned value and the exception
@@ -39,6 +39,7 @@ pub mod protobuf;
 pub mod spans;
 #[cfg(test)]
 mod testing;
+pub mod text;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -63,16 +64,19 @@ pub enum Format {
     Chrome,
     /// Perfetto protobuf trace ([`perfetto::PerfettoWriter`]).
     Perfetto,
+    /// One line per event, plain ([`text::TextWriter`]).
+    Text,
 }
 
 impl Format {
-    pub const ALL: [Format; 2] = [Format::Chrome, Format::Perfetto];
+    pub const ALL: [Format; 3] = [Format::Chrome, Format::Perfetto, Format::Text];
 
     /// The name given on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Format::Chrome => "chrome",
             Format::Perfetto => "perfetto",
+            Format::Text => "text",
         }
     }
 
@@ -81,6 +85,7 @@ impl Format {
         match self {
             Format::Chrome => "json",
             Format::Perfetto => "pftrace",
+            Format::Text => "txt",
         }
     }
 
@@ -88,6 +93,7 @@ impl Format {
         match self {
             Format::Chrome => &chrome::ChromeWriter,
             Format::Perfetto => &perfetto::PerfettoWriter,
+            Format::Text => &PLAIN_TEXT,
         }
     }
 
@@ -95,27 +101,36 @@ impl Format {
         self.writer().write(recording, out)
     }
 
-    /// Writes the file at `path` whole or not at all: into `.NAME.PID.tmp` beside it, then
-    /// renamed over it. On an error the temporary file is removed and `path` left as it was.
+    /// Writes the file at `path` whole or not at all (see [`write_file_with`]).
     pub fn write_file(self, recording: &Recording, path: &Path) -> io::Result<()> {
-        let Some(file_name) = path.file_name() else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{} does not name a file", path.display()),
-            ));
-        };
-        let mut temp_name = OsString::from(".");
-        temp_name.push(file_name);
-        temp_name.push(format!(".{}.tmp", std::process::id()));
-        let temp = path.with_file_name(temp_name);
-        let result = File::create(&temp)
-            .and_then(|mut file| self.write(recording, &mut file))
-            .and_then(|()| fs::rename(&temp, path));
-        if result.is_err() {
-            let _ = fs::remove_file(&temp);
-        }
-        result
+        write_file_with(self.writer(), recording, path)
     }
+}
+
+/// Writes the file at `path` whole or not at all: into `.NAME.PID.tmp` beside it, then renamed
+/// over it. On an error the temporary file is removed and `path` left as it was.
+pub fn write_file_with(
+    writer: &dyn TraceWriter,
+    recording: &Recording,
+    path: &Path,
+) -> io::Result<()> {
+    let Some(file_name) = path.file_name() else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} does not name a file", path.display()),
+        ));
+    };
+    let mut temp_name = OsString::from(".");
+    temp_name.push(file_name);
+    temp_name.push(format!(".{}.tmp", std::process::id()));
+    let temp = path.with_file_name(temp_name);
+    let result = File::create(&temp)
+        .and_then(|mut file| writer.write(recording, &mut file))
+        .and_then(|()| fs::rename(&temp, path));
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
 }
 
 impl fmt::Display for Format {
@@ -123,6 +138,11 @@ impl fmt::Display for Format {
         f.write_str(self.name())
     }
 }
+
+const PLAIN_TEXT: text::TextWriter = text::TextWriter {
+    color: false,
+    base_dir: None,
+};
 
 /// A format name that is not one of [`Format::ALL`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,7 +152,7 @@ impl fmt::Display for UnknownFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown trace format {:?}: use chrome or perfetto",
+            "unknown trace format {:?}: use chrome, perfetto or text",
             self.0
         )
     }
@@ -172,7 +192,7 @@ mod tests {
         let err = "json".parse::<Format>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown trace format \"json\": use chrome or perfetto"
+            "unknown trace format \"json\": use chrome, perfetto or text"
         );
         for format in Format::ALL {
             assert_eq!(format.to_string().parse(), Ok(format));
@@ -205,7 +225,7 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         names.sort();
-        assert_eq!(names, ["trace.json", "trace.pftrace"]);
+        assert_eq!(names, ["trace.json", "trace.pftrace", "trace.txt"]);
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,0 +1,293 @@
+//! `ferrotrace.Recorder`: a filtered consumer that records natively (no Python per event) and
+//! writes Chrome JSON, Perfetto protobuf or text.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyModule, PyTuple};
+
+use crate::filter::{Filter, FilterSpec};
+use crate::hook::consumer::{Consumer, Sink};
+use crate::hook::record_sink::{current_process, RecordSink};
+use crate::output::text::TextWriter;
+use crate::output::{write_file_with, Format, TraceWriter};
+use crate::record::Recording;
+
+/// Ids shared with nothing else: a recorder is a consumer of its own.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1 << 62);
+
+/// Recorder(*, modules=(), files=(), functions=(), user_code=False, threads=(), events=None,
+///          depth=0, reprs=False)
+/// --
+///
+/// Records the events the filter selects into native per-thread buffers (no Python call per
+/// event) and writes them with write(path, format). start()/stop(), or a context manager.
+#[pyclass(module = "ferrotrace._native", name = "Recorder")]
+pub struct Recorder {
+    id: u64,
+    filter: Filter,
+    reprs: bool,
+    /// The recording while stopped; while running it is in the backend's consumer.
+    sink: Option<Box<RecordSink>>,
+    running: bool,
+}
+
+#[pymethods]
+impl Recorder {
+    #[new]
+    #[pyo3(signature = (*, modules=Vec::new(), files=Vec::new(), functions=Vec::new(),
+                        user_code=false, threads=Vec::new(), events=None, depth=0, reprs=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        modules: Vec<String>,
+        files: Vec<String>,
+        functions: Vec<String>,
+        user_code: bool,
+        threads: Vec<String>,
+        events: Option<String>,
+        depth: u32,
+        reprs: bool,
+    ) -> PyResult<Self> {
+        let spec = FilterSpec {
+            modules,
+            files,
+            functions,
+            user_code,
+            threads,
+            events,
+            depth,
+        };
+        let filter = Filter::new(&spec).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(Recorder {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            filter,
+            reprs,
+            sink: None,
+            running: false,
+        })
+    }
+
+    /// Start recording: the calling thread, or every thread with all_threads=True. A recorder
+    /// started again after stop() adds to the same recording.
+    #[pyo3(signature = (*, all_threads=false))]
+    fn start(&mut self, py: Python<'_>, all_threads: bool) -> PyResult<()> {
+        if self.running {
+            return Ok(());
+        }
+        backend::available()?;
+        // Thread names are read from `threading`; import it now, not inside a callback.
+        py.import("threading")?;
+        let sink = match self.sink.take() {
+            Some(sink) => sink,
+            None => Box::new(RecordSink::new(current_process(py), self.reprs)),
+        };
+        let thread = if all_threads {
+            None
+        } else {
+            // SAFETY: always safe to call.
+            Some(unsafe { pyo3::ffi::PyThread_get_thread_ident() } as u64)
+        };
+        let consumer = Consumer::new(self.id, Sink::Record(sink), self.filter.clone(), thread);
+        backend::add_consumer(py, consumer)?;
+        self.running = true;
+        Ok(())
+    }
+
+    /// Stop recording and keep what was recorded. Idempotent.
+    fn stop(&mut self, py: Python<'_>) -> PyResult<()> {
+        if !self.running {
+            return Ok(());
+        }
+        self.running = false;
+        let removed = backend::remove_consumer(py, self.id)?;
+        if let Some(mut sink) = removed.and_then(into_sink) {
+            sink.mark_end();
+            self.sink = Some(sink);
+        }
+        Ok(())
+    }
+
+    #[getter]
+    fn running(&self) -> bool {
+        self.running
+    }
+
+    /// Events recorded so far, on every thread.
+    #[getter]
+    fn event_count(&self, py: Python<'_>) -> usize {
+        self.with_recording(py, Recording::event_count).unwrap_or(0)
+    }
+
+    /// Calls recorded so far (generator resumptions included), on every thread.
+    #[getter]
+    fn call_count(&self, py: Python<'_>) -> usize {
+        self.with_recording(py, Recording::call_count).unwrap_or(0)
+    }
+
+    /// write(path, format="perfetto", *, color=False)
+    /// --
+    ///
+    /// Write what was recorded to `path` ("-": standard output) as "perfetto", "chrome" or
+    /// "text" (colored with color=True). The file is replaced whole or not at all.
+    #[pyo3(signature = (path, format="perfetto", *, color=false))]
+    fn write(
+        &self,
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        format: &str,
+        color: bool,
+    ) -> PyResult<()> {
+        let format: Format = format
+            .parse()
+            .map_err(|e: crate::output::UnknownFormat| PyValueError::new_err(e.to_string()))?;
+        let to_stdout = path.as_os_str() == "-";
+        if to_stdout {
+            // What the program printed comes first.
+            py.import("sys")?.getattr("stdout")?.call_method0("flush")?;
+        }
+        let text = TextWriter {
+            color,
+            base_dir: std::env::current_dir().ok(),
+        };
+        let writer: &dyn TraceWriter = match format {
+            Format::Text => &text,
+            other => other.writer(),
+        };
+        let write_to = |recording: &Recording| {
+            if to_stdout {
+                let mut out = std::io::stdout().lock();
+                writer.write(recording, &mut out).and_then(|()| out.flush())
+            } else {
+                write_file_with(writer, recording, &path)
+            }
+        };
+        let result = match self.with_recording(py, |recording| write_to(recording)) {
+            Some(result) => result,
+            None => write_to(&Recording::new(current_process(py))),
+        };
+        result.map_err(|err| os_error(err, &path))
+    }
+
+    fn __enter__(mut slf: PyRefMut<'_, Self>) -> PyResult<PyRefMut<'_, Self>> {
+        let py = slf.py();
+        slf.start(py, false)?;
+        Ok(slf)
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __exit__(&mut self, py: Python<'_>, _exc_info: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.stop(py)?;
+        Ok(false)
+    }
+}
+
+impl Recorder {
+    /// Runs `f` on the recording, wherever it is (None: nothing recorded yet). No Python code
+    /// runs inside `f`.
+    fn with_recording<R>(&self, py: Python<'_>, f: impl FnOnce(&Recording) -> R) -> Option<R> {
+        if self.running {
+            backend::with_consumer(py, self.id, |consumer| match &consumer.sink {
+                Sink::Record(sink) => Some(f(sink.recording())),
+                Sink::Callback(_) => None,
+            })
+            .flatten()
+        } else {
+            self.sink.as_ref().map(|sink| f(sink.recording()))
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if self.running {
+            // A recorder dropped while running stops: nothing would ever read its events.
+            Python::attach(|py| {
+                let _ = backend::remove_consumer(py, self.id);
+            });
+        }
+    }
+}
+
+fn into_sink(consumer: Consumer) -> Option<Box<RecordSink>> {
+    match consumer.sink {
+        Sink::Record(sink) => Some(sink),
+        Sink::Callback(_) => None,
+    }
+}
+
+/// An `OSError` of the right subclass (`FileNotFoundError`, `PermissionError`, ...) naming
+/// the file.
+fn os_error(err: std::io::Error, path: &Path) -> PyErr {
+    let message = err.to_string();
+    match err.raw_os_error() {
+        Some(errno) => PyOSError::new_err((errno, message, path.to_path_buf())),
+        None => PyOSError::new_err(format!("{}: {message}", path.display())),
+    }
+}
+
+/// Where consumers run: `sys.monitoring` on 3.12+; on 3.11 the eval-frame backend (not built
+/// yet).
+mod backend {
+    use pyo3::prelude::*;
+
+    use crate::hook::consumer::Consumer;
+
+    #[cfg(Py_3_12)]
+    pub fn available() -> PyResult<()> {
+        Ok(())
+    }
+
+    #[cfg(Py_3_12)]
+    pub fn add_consumer(py: Python<'_>, consumer: Consumer) -> PyResult<()> {
+        let module = py.import("ferrotrace._native")?;
+        crate::hook::monitoring::add_consumer(py, &module, consumer)
+    }
+
+    #[cfg(Py_3_12)]
+    pub fn remove_consumer(py: Python<'_>, id: u64) -> PyResult<Option<Consumer>> {
+        crate::hook::monitoring::remove_consumer(py, id)
+    }
+
+    #[cfg(Py_3_12)]
+    pub fn with_consumer<R>(
+        py: Python<'_>,
+        id: u64,
+        f: impl FnOnce(&mut Consumer) -> R,
+    ) -> Option<R> {
+        crate::hook::monitoring::with_consumer(py, id, f)
+    }
+
+    #[cfg(not(Py_3_12))]
+    pub fn available() -> PyResult<()> {
+        Err(pyo3::exceptions::PyNotImplementedError::new_err(
+            "ferrotrace.Recorder needs Python 3.12+ for now; the 3.11 backend (PEP 523) is not \
+             built yet",
+        ))
+    }
+
+    #[cfg(not(Py_3_12))]
+    pub fn add_consumer(_py: Python<'_>, _consumer: Consumer) -> PyResult<()> {
+        available()
+    }
+
+    #[cfg(not(Py_3_12))]
+    pub fn remove_consumer(_py: Python<'_>, _id: u64) -> PyResult<Option<Consumer>> {
+        Ok(None)
+    }
+
+    #[cfg(not(Py_3_12))]
+    pub fn with_consumer<R>(
+        _py: Python<'_>,
+        _id: u64,
+        _f: impl FnOnce(&mut Consumer) -> R,
+    ) -> Option<R> {
+        None
+    }
+}
+
+pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_class::<Recorder>()
+}

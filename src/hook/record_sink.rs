@@ -1,0 +1,365 @@
+//! The record sink: a consumer whose events go into the native [`Recording`] (per-thread
+//! [`ThreadBuffer`](crate::record::ThreadBuffer)s), with no Python call and no Python object
+//! kept per event. Backend-neutral: a backend (`monitoring` on 3.12+, the eval-frame route on
+//! 3.11) hands it one [`Occurrence`] per legacy event, in two steps because the backend's
+//! engine is borrowed while the sink is:
+//!
+//! 1. inside the borrow, [`RecordSink::try_record`] records the event when nothing about it
+//!    needs Python (the code object and the thread are known, no repr is wanted): the hot path;
+//! 2. otherwise it returns the [`Missing`] pieces; the backend gathers them *outside* the borrow
+//!    with [`Missing::gather`] (which may run Python code: `repr`, `Thread.name`) and records
+//!    with [`RecordSink::record`].
+//!
+//! Timestamps are nanoseconds of one monotonic clock (`CLOCK_MONOTONIC`, through
+//! [`Instant`]) since the first recorder of the process started.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::LazyLock;
+use std::time::Instant;
+
+use pyo3::prelude::*;
+
+use crate::record::{Event, EventKind, FunctionId, FunctionInfo, ProcessInfo, Recording};
+
+/// Longest repr kept for a return value or an exception, in characters.
+pub const DETAIL_MAX_CHARS: usize = 120;
+
+static CLOCK_BASE: LazyLock<Instant> = LazyLock::new(Instant::now);
+static NEXT_SINK_SERIAL: AtomicU64 = AtomicU64::new(1);
+
+/// Nanoseconds since the process's recording clock started.
+#[inline]
+pub fn now_ns() -> u64 {
+    u64::try_from(CLOCK_BASE.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+thread_local! {
+    /// This OS thread's id (`gettid`), 0 until first asked.
+    static NATIVE_TID: Cell<u64> = const { Cell::new(0) };
+    /// (serial of the sink, index of this thread's buffer in its recording) for the sink
+    /// this thread recorded into last: a thread finds its buffer without a lookup.
+    static LAST_BUFFER: Cell<(u64, usize)> = const { Cell::new((0, 0)) };
+}
+
+fn native_tid() -> u64 {
+    NATIVE_TID.with(|cell| {
+        let cached = cell.get();
+        if cached != 0 {
+            return cached;
+        }
+        // SAFETY: gettid has no preconditions.
+        let tid = u64::try_from(unsafe { libc::gettid() }).unwrap_or(0);
+        cell.set(tid);
+        tid
+    })
+}
+
+/// One legacy event as a backend sees it.
+pub struct Occurrence<'a, 'py> {
+    pub kind: EventKind,
+    /// The code object running; its address identifies it while the sink holds it.
+    pub code: &'a Bound<'py, PyAny>,
+    pub line: u32,
+    /// For `Return`: the value; for `Exception` and `Unwind`: the exception instance.
+    pub value: Option<&'a Bound<'py, PyAny>>,
+    pub timestamp_ns: u64,
+}
+
+impl Occurrence<'_, '_> {
+    fn code_key(&self) -> usize {
+        self.code.as_ptr() as usize
+    }
+}
+
+/// What [`RecordSink::try_record`] could not do without Python.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Missing {
+    function: bool,
+    detail: bool,
+    /// Describe the detail by `repr`/`str` (else an exception by its type's name only).
+    reprs: bool,
+    thread: bool,
+}
+
+/// The pieces [`Missing::gather`] collected.
+pub struct Gathered {
+    function: Option<(Py<PyAny>, FunctionInfo)>,
+    detail: Option<Box<str>>,
+    thread_name: Option<String>,
+}
+
+impl Missing {
+    /// Collects what is missing. Runs Python code (`repr`, `str`, `Thread.name`), so it must
+    /// be called with no engine borrowed; never fails: what cannot be described is shown as
+    /// such, and the Python error is discarded (the traced program must not see it).
+    pub fn gather(self, py: Python<'_>, occurrence: &Occurrence<'_, '_>) -> Gathered {
+        Gathered {
+            function: self.function.then(|| {
+                (
+                    occurrence.code.clone().unbind(),
+                    describe_code(occurrence.code),
+                )
+            }),
+            detail: if self.detail {
+                occurrence
+                    .value
+                    .map(|value| describe_value(occurrence.kind, value, self.reprs))
+            } else {
+                None
+            },
+            thread_name: self.thread.then(|| current_thread_name(py)),
+        }
+    }
+}
+
+/// A consumer's recording while it records.
+pub struct RecordSink {
+    serial: u64,
+    recording: Recording,
+    /// Whether return values and exceptions are described by their `repr`/`str` (which runs
+    /// Python code per event); without it an exception is described by its type's name and a
+    /// returned value not at all.
+    reprs: bool,
+    /// Function ids by code object address; the code objects are kept alive so that no other
+    /// code object can take an address while the sink refers to it.
+    functions: HashMap<usize, (Py<PyAny>, FunctionId)>,
+    /// Buffer index by native thread id.
+    threads: HashMap<u64, usize>,
+}
+
+impl RecordSink {
+    pub fn new(process: ProcessInfo, reprs: bool) -> Self {
+        RecordSink {
+            serial: NEXT_SINK_SERIAL.fetch_add(1, Ordering::Relaxed),
+            recording: Recording::new(process),
+            reprs,
+            functions: HashMap::new(),
+            threads: HashMap::new(),
+        }
+    }
+
+    pub fn recording(&self) -> &Recording {
+        &self.recording
+    }
+
+    /// Marks the end of a recording period (calls still open are closed there when written).
+    pub fn mark_end(&mut self) {
+        self.recording.set_end_timestamp_ns(now_ns());
+    }
+
+    /// Records the event if nothing about it needs Python; otherwise records nothing and
+    /// says what is missing.
+    #[inline]
+    pub fn try_record(&mut self, occurrence: &Occurrence<'_, '_>) -> Result<(), Missing> {
+        let function = self
+            .functions
+            .get(&occurrence.code_key())
+            .map(|(_, id)| *id);
+        let buffer = self.current_buffer();
+        let missing = Missing {
+            function: function.is_none(),
+            detail: self.wants_detail(occurrence),
+            reprs: self.reprs,
+            thread: buffer.is_none(),
+        };
+        match (function, buffer) {
+            (Some(function), Some(buffer)) if !missing.detail => {
+                self.push(buffer, occurrence, function, None);
+                Ok(())
+            }
+            _ => Err(missing),
+        }
+    }
+
+    /// Records the event with the pieces gathered outside the engine's borrow.
+    pub fn record(&mut self, occurrence: &Occurrence<'_, '_>, gathered: Gathered) {
+        let key = occurrence.code_key();
+        let function = match (self.functions.get(&key), gathered.function) {
+            (Some((_, id)), _) => *id,
+            (None, Some((code, info))) => {
+                let id = self.recording.functions.intern(info);
+                self.functions.insert(key, (code, id));
+                id
+            }
+            (None, None) => FunctionId::OVERFLOW,
+        };
+        let buffer = match self.current_buffer() {
+            Some(buffer) => buffer,
+            None => self.add_current_thread(gathered.thread_name.as_deref().unwrap_or("")),
+        };
+        self.push(buffer, occurrence, function, gathered.detail);
+    }
+
+    /// The code objects the sink holds, for the garbage collector and for release.
+    pub fn take_code_objects(&mut self) -> Vec<Py<PyAny>> {
+        self.functions.drain().map(|(_, (code, _))| code).collect()
+    }
+
+    /// Takes the recording out, leaving an empty one (same process) in its place.
+    pub fn take_recording(&mut self) -> Recording {
+        let process = self.recording.process.clone();
+        self.threads.clear();
+        self.serial = NEXT_SINK_SERIAL.fetch_add(1, Ordering::Relaxed);
+        std::mem::replace(&mut self.recording, Recording::new(process))
+    }
+
+    fn wants_detail(&self, occurrence: &Occurrence<'_, '_>) -> bool {
+        match occurrence.kind {
+            EventKind::Return => self.reprs && occurrence.value.is_some(),
+            EventKind::Exception | EventKind::Unwind => occurrence.value.is_some(),
+            EventKind::Call | EventKind::Line => false,
+        }
+    }
+
+    #[inline]
+    fn current_buffer(&self) -> Option<usize> {
+        let (serial, index) = LAST_BUFFER.with(Cell::get);
+        if serial == self.serial {
+            return Some(index);
+        }
+        let index = *self.threads.get(&native_tid())?;
+        LAST_BUFFER.with(|cell| cell.set((self.serial, index)));
+        Some(index)
+    }
+
+    fn add_current_thread(&mut self, name: &str) -> usize {
+        let tid = native_tid();
+        let index = self.recording.ensure_thread(tid, name);
+        self.threads.insert(tid, index);
+        LAST_BUFFER.with(|cell| cell.set((self.serial, index)));
+        index
+    }
+
+    #[inline]
+    fn push(
+        &mut self,
+        buffer: usize,
+        occurrence: &Occurrence<'_, '_>,
+        function: FunctionId,
+        detail: Option<Box<str>>,
+    ) {
+        if let Some(thread) = self.recording.thread_mut(buffer) {
+            thread.push(Event {
+                timestamp_ns: occurrence.timestamp_ns,
+                detail,
+                function,
+                line: occurrence.line,
+                kind: occurrence.kind,
+            });
+        }
+    }
+}
+
+/// A code object's name, qualified name, file and first line (what the writers show).
+fn describe_code(code: &Bound<'_, PyAny>) -> FunctionInfo {
+    let text = |attr: &str| -> String {
+        code.getattr(attr)
+            .and_then(|value| value.extract::<String>())
+            .unwrap_or_default()
+    };
+    let first_line = code
+        .getattr("co_firstlineno")
+        .and_then(|value| value.extract::<u32>())
+        .unwrap_or(0);
+    FunctionInfo::new(
+        text("co_name"),
+        text("co_qualname"),
+        text("co_filename"),
+        first_line,
+    )
+}
+
+/// A returned value's `repr`, or an exception as `Type: message` (the type alone for an
+/// exception without a message, or without `reprs`), truncated to [`DETAIL_MAX_CHARS`].
+fn describe_value(kind: EventKind, value: &Bound<'_, PyAny>, reprs: bool) -> Box<str> {
+    let text = match kind {
+        EventKind::Exception | EventKind::Unwind => {
+            let type_name = value
+                .get_type()
+                .qualname()
+                .map(|name| name.to_string())
+                .unwrap_or_else(|_| "<exception>".to_owned());
+            match value.str() {
+                _ if !reprs => type_name,
+                Ok(message) if !message.to_string_lossy().is_empty() => {
+                    format!("{type_name}: {}", message.to_string_lossy())
+                }
+                _ => type_name,
+            }
+        }
+        _ => match value.repr() {
+            Ok(repr) => repr.to_string_lossy().into_owned(),
+            Err(_) => format!("<{} object; repr failed>", type_name_of(value)),
+        },
+    };
+    truncate(&text, DETAIL_MAX_CHARS).into()
+}
+
+fn type_name_of(value: &Bound<'_, PyAny>) -> String {
+    value
+        .get_type()
+        .qualname()
+        .map(|name| name.to_string())
+        .unwrap_or_else(|_| "?".to_owned())
+}
+
+/// At most `max_chars` characters of `text` (on one line), with `...` if it was cut.
+pub fn truncate(text: &str, max_chars: usize) -> String {
+    let one_line: String = text
+        .chars()
+        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+        .collect();
+    match one_line.char_indices().nth(max_chars.saturating_sub(3)) {
+        Some((cut, _)) if one_line.chars().count() > max_chars => {
+            format!("{}...", &one_line[..cut])
+        }
+        _ => one_line,
+    }
+}
+
+fn current_thread_name(py: Python<'_>) -> String {
+    let name = || -> PyResult<String> {
+        // `threading` is imported by then: the recorder imported it when it started.
+        let threading = py.import("threading")?;
+        threading
+            .call_method0("current_thread")?
+            .getattr("name")?
+            .extract()
+    };
+    name().unwrap_or_default()
+}
+
+/// The process as a recording labels it: its pid and `python` followed by its arguments.
+pub fn current_process(py: Python<'_>) -> ProcessInfo {
+    let argv: Vec<String> = py
+        .import("sys")
+        .and_then(|sys| sys.getattr("argv"))
+        .and_then(|argv| argv.extract())
+        .unwrap_or_default();
+    let mut name = String::from("python");
+    for arg in argv.iter().take(8) {
+        name.push(' ');
+        name.push_str(arg);
+    }
+    ProcessInfo {
+        pid: std::process::id(),
+        name,
+        start_timestamp_ns: now_ns(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate;
+
+    #[test]
+    fn long_details_are_cut_on_one_line() {
+        assert_eq!(truncate("short", 10), "short");
+        assert_eq!(truncate("0123456789", 10), "0123456789");
+        assert_eq!(truncate("0123456789abc", 10), "0123456...");
+        assert_eq!(truncate("a\nb", 10), "a b");
+        assert_eq!(truncate("ééééééééééé", 5), "éé...");
+    }
+}
