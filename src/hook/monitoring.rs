@@ -458,8 +458,6 @@ fn current_thread_ident() -> u64 {
 
 /// What the `sys.monitoring` event said beyond the legacy event: record sinks keep it.
 struct Source<'a, 'py> {
-    /// The instruction's byte offset (the line of a recorded event comes from it).
-    offset: i64,
     /// The exception raised (`exception`) or unwinding the frame (`return` by `PY_UNWIND`).
     exception: Option<&'a Bound<'py, PyAny>>,
     /// `PY_UNWIND`: the frame exits by an exception.
@@ -467,9 +465,8 @@ struct Source<'a, 'py> {
 }
 
 impl Source<'_, '_> {
-    fn at(offset: i64) -> Self {
+    fn plain() -> Self {
         Source {
-            offset,
             exception: None,
             unwinding: false,
         }
@@ -497,12 +494,12 @@ fn record_kind(event: TraceEvent, source: &Source<'_, '_>) -> Option<EventKind> 
     })
 }
 
-/// The line of the instruction at `offset`; for a call at an instruction without a line (a
-/// module's first), the code's first line.
-fn line_of(code: &Bound<'_, PyAny>, offset: i64, event: TraceEvent) -> u32 {
-    let offset = c_int::try_from(offset).unwrap_or(c_int::MAX);
-    // SAFETY: `code` is a live code object (sys.monitoring passes the code being run).
-    let line = unsafe { ffi::PyCode_Addr2Line(code.as_ptr().cast::<ffi::PyCodeObject>(), offset) };
+/// The frame's line, as `frame.f_lineno` shows it to a trace function (the offsets that
+/// `sys.monitoring` passes may point into an instruction's cache, which has no line); for a
+/// call at an instruction without a line (a module's first), the code's first line.
+fn line_of(raw_frame: *mut ffi::PyFrameObject, code: &Bound<'_, PyAny>, event: TraceEvent) -> u32 {
+    // SAFETY: a live frame (the one the monitoring callback is about).
+    let line = unsafe { ffi::PyFrame_GetLineNumber(raw_frame) };
     match u32::try_from(line) {
         Ok(line) if line > 0 => line,
         _ if event == TraceEvent::Call => code
@@ -544,7 +541,7 @@ fn deliver(
         code,
         line: match line {
             Some(line) => u32::try_from(line).unwrap_or(0),
-            None => line_of(code, source.offset, event),
+            None => line_of(raw_frame, code, event),
         },
         value: match kind {
             EventKind::Return => Some(arg),
@@ -722,7 +719,7 @@ fn decide_frame_scope(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<Frame
 }
 
 #[pyfunction]
-pub fn _on_start(py: Python<'_>, code: &Bound<'_, PyAny>, offset: i64) -> PyResult<Py<PyAny>> {
+pub fn _on_start(py: Python<'_>, code: &Bound<'_, PyAny>, _offset: i64) -> PyResult<Py<PyAny>> {
     match decide_frame_scope(py, code)? {
         FrameScope::Never => return disable(py),
         FrameScope::NotNow => return Ok(py.None()),
@@ -735,7 +732,7 @@ pub fn _on_start(py: Python<'_>, code: &Bound<'_, PyAny>, offset: i64) -> PyResu
         &py.None().into_bound(py),
         None,
         false,
-        Source::at(offset),
+        Source::plain(),
     )?;
     Ok(py.None())
 }
@@ -744,7 +741,7 @@ pub fn _on_start(py: Python<'_>, code: &Bound<'_, PyAny>, offset: i64) -> PyResu
 pub fn _on_throw(
     py: Python<'_>,
     code: &Bound<'_, PyAny>,
-    offset: i64,
+    _offset: i64,
     _exception: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
     // A global event (no DISABLE): the scope is decided again, as at any resume.
@@ -758,7 +755,7 @@ pub fn _on_throw(
         &py.None().into_bound(py),
         None,
         false,
-        Source::at(offset),
+        Source::plain(),
     )
 }
 
@@ -766,10 +763,10 @@ pub fn _on_throw(
 pub fn _on_return(
     py: Python<'_>,
     code: &Bound<'_, PyAny>,
-    offset: i64,
+    _offset: i64,
     value: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    let source = Source::at(offset);
+    let source = Source::plain();
     deliver(py, code, TraceEvent::Return, value, None, true, source)
 }
 
@@ -777,10 +774,10 @@ pub fn _on_return(
 pub fn _on_yield(
     py: Python<'_>,
     code: &Bound<'_, PyAny>,
-    offset: i64,
+    _offset: i64,
     value: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    let source = Source::at(offset);
+    let source = Source::plain();
     deliver(py, code, TraceEvent::Return, value, None, false, source)
 }
 
@@ -788,7 +785,7 @@ pub fn _on_yield(
 pub fn _on_unwind(
     py: Python<'_>,
     code: &Bound<'_, PyAny>,
-    offset: i64,
+    _offset: i64,
     exception: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
     deliver(
@@ -799,7 +796,6 @@ pub fn _on_unwind(
         None,
         true,
         Source {
-            offset,
             exception: Some(exception),
             unwinding: true,
         },
@@ -810,7 +806,7 @@ pub fn _on_unwind(
 pub fn _on_raise(
     py: Python<'_>,
     code: &Bound<'_, PyAny>,
-    offset: i64,
+    _offset: i64,
     exception: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
     // RAISE is a global event: fires for every code object, wanted or not.
@@ -829,7 +825,6 @@ pub fn _on_raise(
         ],
     )?;
     let source = Source {
-        offset,
         exception: Some(exception),
         unwinding: false,
     };
@@ -857,7 +852,7 @@ pub fn _on_line(py: Python<'_>, code: &Bound<'_, PyAny>, line: i64) -> PyResult<
         &py.None().into_bound(py),
         Some(line),
         false,
-        Source::at(0),
+        Source::plain(),
     )
 }
 
@@ -890,14 +885,14 @@ pub fn _on_jump(
             &py.None().into_bound(py),
             Some(to_line),
             false,
-            Source::at(to),
+            Source::plain(),
         )?;
     }
     Ok(py.None())
 }
 
 #[pyfunction]
-pub fn _on_instruction(py: Python<'_>, code: &Bound<'_, PyAny>, offset: i64) -> PyResult<()> {
+pub fn _on_instruction(py: Python<'_>, code: &Bound<'_, PyAny>, _offset: i64) -> PyResult<()> {
     // SAFETY: the GIL is held.
     let raw = unsafe { ffi::PyEval_GetFrame() };
     // SAFETY: a live frame, borrowed.
@@ -911,7 +906,7 @@ pub fn _on_instruction(py: Python<'_>, code: &Bound<'_, PyAny>, offset: i64) -> 
         &py.None().into_bound(py),
         None,
         false,
-        Source::at(offset),
+        Source::plain(),
     )
 }
 

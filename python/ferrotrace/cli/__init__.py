@@ -1,34 +1,65 @@
-"""The ``ferrotrace`` command: one module per subcommand, each with ``main(argv) -> int``.
+"""The ``ferrotrace`` command: one module per subcommand.
 
-ferrotrace debug [-c COMMAND] (script.py | -m module) [args...]
+    ferrotrace trace [options] (script.py | -m module) [args...]
+    ferrotrace debug [-c COMMAND] (script.py | -m module) [args...]
+
+A subcommand is a module of this package whose name does not start with ``_``, with
+``SUMMARY`` (one line for ``ferrotrace --help``) and ``main(argv: list[str]) -> int`` (the
+arguments after the subcommand's name; returns the exit code). Adding a subcommand is adding
+such a module: :func:`commands` finds them. A mistake the user can fix is raised as
+:class:`CliError` and printed on one line.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import sys
+from types import ModuleType
 
-# Subcommand name -> (module, one-line summary). Each module has `main(argv: list[str]) -> int`.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "debug": ("ferrotrace.cli.debug", "run a program under pdb with native breakpoints"),
-}
+
+class CliError(Exception):
+    """Printed as ``ferrotrace COMMAND: error: MESSAGE``; the exit code is 2."""
+
 
 _USAGE = "usage: ferrotrace <command> [options] ...\n\ncommands:\n"
+_EXAMPLES = """\
+examples:
+  ferrotrace trace myscript.py --its-option
+  ferrotrace trace --format perfetto -o run.pftrace -m myapp
+  ferrotrace debug -c 'b app.py:42' -c c app.py"""
 
 
-def _usage() -> str:
-    lines = [f"  {name:<8} {summary}" for name, (_, summary) in sorted(COMMANDS.items())]
-    return _USAGE + "\n".join(lines) + "\n\n'ferrotrace <command> --help' explains a command."
+def commands() -> dict[str, ModuleType]:
+    """The subcommand modules, by name."""
+    found = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
+        if not info.name.startswith("_"):
+            found[info.name] = importlib.import_module(f"{__name__}.{info.name}")
+    return found
+
+
+def _usage(available: dict[str, ModuleType]) -> str:
+    lines = [f"  {name:<8} {module.SUMMARY}" for name, module in available.items()]
+    return (
+        _USAGE
+        + "\n".join(lines)
+        + f"\n\n'ferrotrace <command> --help' explains a command.\n\n{_EXAMPLES}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
+    available = commands()
     if not args or args[0] in ("-h", "--help"):
-        print(_usage())
+        print(_usage(available))
         return 0 if args else 2
     name, rest = args[0], args[1:]
-    if name not in COMMANDS:
-        print(f"ferrotrace: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+    if name not in available:
+        print(f"ferrotrace: unknown command {name!r}\n\n{_usage(available)}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    return module.main(rest)
+    try:
+        return available[name].main(rest)
+    except CliError as error:
+        print(f"ferrotrace {name}: error: {error}", file=sys.stderr)
+        return 2

@@ -9,6 +9,8 @@ Example: ``ferrotrace debug -c 'b app.py:42' -c c app.py --verbose``.
 
 from __future__ import annotations
 
+SUMMARY = "run a program under pdb with native breakpoints"
+
 
 def main(argv: list[str]) -> int:
     from ferrotrace.debugger import main as debug_main

@@ -1,0 +1,241 @@
+"""``ferrotrace trace``: run a program and record what its code does, natively.
+
+Events are kept in native per-thread buffers while the program runs (every call, no ring
+buffer) and written once at the end: when the program returns, calls ``sys.exit``, or dies of
+an uncaught exception (after its ``atexit`` handlers and its non-daemon threads). The program
+behaves as under plain ``python``: same ``sys.argv``, ``__main__``, exit code and tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+
+from ferrotrace import Recorder
+from ferrotrace.cli import CliError
+from ferrotrace.cli._filters import add_filter_arguments, filter_kwargs
+from ferrotrace.cli._program import Program, exit_like_python
+
+SUMMARY = "run a program and write a trace of its calls (text, Chrome JSON or Perfetto)"
+
+FORMATS = ("text", "chrome", "perfetto")
+DEFAULT_OUTPUT = {"text": "-", "chrome": "ferrotrace.json", "perfetto": "ferrotrace.pftrace"}
+# Chrome and Perfetto files show calls: without `line` and `exception` events the engine
+# switches line events off, which makes recording much cheaper. A call that exits by an
+# exception still shows it (that is part of its `return`).
+DEFAULT_EVENTS = {
+    "text": "call,line,return,exception",
+    "chrome": "call,return",
+    "perfetto": "call,return",
+}
+
+DESCRIPTION = """\
+Run a Python program as `python` would and record the events of the code you select.
+Events are buffered natively (no Python code runs per event) and written when the program
+ends, however it ends. Formats:
+  text      one line per event, indented by call depth: file:line, function, the source
+            line of `line` events, return values and exceptions (default; standard output,
+            coloured on a terminal unless NO_COLOR is set)
+  chrome    Chrome Trace Event JSON: one complete event per call, per thread
+            (open in https://ui.perfetto.dev or chrome://tracing)
+  perfetto  Perfetto protobuf trace: per-thread tracks (open in https://ui.perfetto.dev)"""
+
+EPILOG = """\
+examples:
+  ferrotrace trace myscript.py --its-option
+  ferrotrace trace --function 'Cart.*' --depth 1 myscript.py
+  ferrotrace trace --module myapp --events call,return -m myapp.cli serve
+  ferrotrace trace --format perfetto -o run.pftrace myscript.py
+  ferrotrace trace --format chrome --file 'src/**/*.py' -o run.json -m pytest -x"""
+
+# Options that take a value, to tell where ferrotrace's arguments end and the program's start.
+_VALUE_OPTIONS = {
+    "--module",
+    "--file",
+    "--function",
+    "--depth",
+    "--events",
+    "--format",
+    "-o",
+    "--output",
+    "--color",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ferrotrace trace",
+        usage="%(prog)s [options] (script.py | -m module) [args ...]",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    program = parser.add_argument_group("program (everything after it is its arguments)")
+    program.add_argument("script", nargs="?", help="the script to run, e.g. myscript.py")
+    program.add_argument(
+        "-m", dest="run_module", metavar="MODULE", help="run a module, as python -m does"
+    )
+    program.add_argument("args", nargs="*", help="the program's arguments")
+    add_filter_arguments(
+        parser,
+        default_events="call,line,return,exception for text, call,return for chrome and perfetto",
+    )
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "--format", choices=FORMATS, default="text", help="the output format (default: text)"
+    )
+    output.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="where to write; '-' is standard output (default: standard output for text, "
+        "ferrotrace.json for chrome, ferrotrace.pftrace for perfetto), e.g. -o run.pftrace",
+    )
+    output.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour text output: auto is on a terminal unless NO_COLOR is set (default: auto)",
+    )
+    output.add_argument(
+        "--reprs",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="record the repr of returned values and the message of exceptions (runs their "
+        "__repr__/__str__; default: on for text, off for chrome and perfetto, which then "
+        "show exception types only)",
+    )
+    output.add_argument(
+        "-q", "--quiet", action="store_true", help="no summary line on standard error"
+    )
+    return parser
+
+
+def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(ferrotrace's options, the program and its arguments): the program starts at the first
+    argument that is neither an option nor an option's value, or at ``-m``."""
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg == "--":
+            return list(argv[:index]), list(argv[index + 1 :])
+        if arg == "-m" or (arg.startswith("-m") and not arg.startswith("--")):
+            return list(argv[:index]), list(argv[index:])
+        if not arg.startswith("-") or arg == "-":
+            return list(argv[:index]), list(argv[index:])
+        index += 2 if arg in _VALUE_OPTIONS else 1
+    return list(argv), []
+
+
+def parse(
+    parser: argparse.ArgumentParser, argv: Sequence[str]
+) -> tuple[argparse.Namespace, Program]:
+    options, rest = split_argv(argv)
+    args = parser.parse_args(options)
+    if rest and rest[0].startswith("-m"):
+        module = rest[0][2:] or (rest[1] if len(rest) > 1 else "")
+        if not module:
+            raise CliError("-m needs a module name, e.g. -m myapp")
+        program_args = rest[1:] if rest[0] != "-m" else rest[2:]
+        return args, Program(module=module, args=program_args)
+    if not rest:
+        raise CliError("give the program to run: script.py or -m module (see --help)")
+    return args, Program(script=rest[0], args=rest[1:])
+
+
+def check_writable(path: str) -> None:
+    """Fails now, before the program runs, if the trace could not be written to ``path``."""
+    if path == "-":
+        return
+    if os.path.isdir(path):
+        raise CliError(f"cannot write the trace to {path!r}: it is a directory")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise CliError(f"cannot write the trace to {path!r}: no directory {directory!r}")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise CliError(f"cannot write the trace to {path!r}: permission denied")
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise CliError(f"cannot write the trace to {path!r}: {reason}") from None
+
+
+def use_color(choice: str, output: str) -> bool:
+    if choice != "auto":
+        return choice == "always"
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return output == "-" and sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class _Finisher:
+    """Stops the recorder and writes the trace, once, at interpreter exit: after the program's
+    own ``atexit`` handlers and non-daemon threads, however the program ended."""
+
+    def __init__(
+        self, recorder: Recorder, program: Program, output: str, fmt: str, color: bool, quiet: bool
+    ) -> None:
+        self.recorder = recorder
+        self.program = program
+        self.output = output
+        self.format = fmt
+        self.color = color
+        self.quiet = quiet
+        self.pid = os.getpid()
+
+    def __call__(self) -> None:
+        if os.getpid() != self.pid:
+            return  # a forked child that exits normally must not overwrite the parent's trace
+        self.recorder.stop()
+        try:
+            self.recorder.write(self.output, self.format, color=self.color)
+        except (OSError, ValueError) as error:
+            print(f"ferrotrace trace: error: cannot write the trace: {error}", file=sys.stderr)
+        else:
+            if not self.quiet and self.output != "-":
+                print(
+                    f"ferrotrace: {self.recorder.event_count} events "
+                    f"({self.recorder.call_count} calls) written to {self.output}",
+                    file=sys.stderr,
+                )
+        exit_like_python(self.program)
+
+
+def main(argv: Sequence[str]) -> int:
+    args, program = parse(build_parser(), argv)
+    output = args.output or DEFAULT_OUTPUT[args.format]
+    reprs = args.reprs if args.reprs is not None else args.format == "text"
+    try:
+        recorder = Recorder(
+            **filter_kwargs(args, default_events=DEFAULT_EVENTS[args.format]), reprs=reprs
+        )
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    check_writable(output)
+    try:
+        program.prepare()
+    except (SyntaxError, ValueError) as error:
+        # The program's own error, reported as python reports it.
+        sys.excepthook(type(error), error, None)
+        return 1
+    finisher = _Finisher(
+        recorder, program, output, args.format, use_color(args.color, output), args.quiet
+    )
+
+    def start() -> None:
+        try:
+            recorder.start(all_threads=True)
+        except NotImplementedError as error:
+            raise CliError(str(error)) from None
+        atexit.register(finisher)
+
+    return program.run(on_start=start)
