@@ -9,8 +9,7 @@ nothing else; it is independent of ``sys.settrace``/``ferrotrace.settrace`` and 
   and under ``sys``; their event entries must be equal.
 * direct tests of filters, several tracers at once, lifetimes, a raising callback, ``events``.
 
-On 3.11 the Tracer has no backend yet (``start()`` raises NotImplementedError): this module is
-skipped there; ``tests/test_tracer_availability.py`` (all versions) checks that.
+Runs on both backends: ``sys.monitoring`` (3.12+) and the PEP 523 frame-evaluation hook (3.11).
 """
 
 from __future__ import annotations
@@ -22,17 +21,9 @@ import sys
 import threading
 
 import pytest
+from test_differential import PROGRAMS_DIR, check_reference, run_program
 
 import ferrotrace
-
-if sys.version_info < (3, 12):
-    pytest.skip(
-        "ferrotrace.Tracer's 3.11 backend (PEP 523 frame-evaluation hook) is not built yet: "
-        "start() raises NotImplementedError (checked by tests/test_tracer_availability.py)",
-        allow_module_level=True,
-    )
-
-from test_differential import PROGRAMS_DIR, check_reference, run_program  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
 # Differential: the runner's `tracer` backend against `sys`
@@ -502,3 +493,104 @@ def test_destructors_and_stop_inside_callbacks_reenter_safely() -> None:
     target(1)
     tracer.stop()
     assert stopped == ["call"]
+
+
+# Threads, and other trace functions on the same thread.
+
+
+def run_threads(*names: str) -> None:
+    threads = [threading.Thread(target=workload, name=name) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def by_thread(log: list) -> dict:
+    streams: dict = {}
+    for thread, entry in log:
+        streams.setdefault(thread, []).append(entry)
+    return streams
+
+
+def thread_recorder(log: list):
+    def callback(frame, event, arg):
+        log.append((threading.current_thread().name, describe(frame, event, arg)))
+        return callback
+
+    return callback
+
+
+def test_all_threads_traces_threads_started_later() -> None:
+    expected = only(sys_stream(), "target")
+    log: list = []
+    tracer = ferrotrace.Tracer(thread_recorder(log), functions=["target"])
+    tracer.start(all_threads=True)
+    try:
+        run_threads("worker-1", "worker-2")
+        workload()
+    finally:
+        tracer.stop()
+    streams = by_thread(log)
+    assert set(streams) == {"worker-1", "worker-2", threading.current_thread().name}
+    assert all(stream == expected for stream in streams.values())
+
+
+def test_threads_filter_by_name() -> None:
+    expected = only(sys_stream(), "target")
+    log: list = []
+    tracer = ferrotrace.Tracer(thread_recorder(log), functions=["target"], threads=["worker-*"])
+    tracer.start(all_threads=True)
+    try:
+        run_threads("worker-1", "helper-1")
+        workload()
+    finally:
+        tracer.stop()
+    assert by_thread(log) == {"worker-1": expected}
+
+
+def test_trace_function_set_before_keeps_its_events_and_slot() -> None:
+    """A sys.settrace user active when the Tracer starts sees exactly its own stream, and
+    sys.gettrace() keeps returning its function inside the traced frames."""
+    full = sys_stream()
+    foreign_log: list = []
+    foreign = recorder(foreign_log)
+    tracer_log: list = []
+    slots: list = []
+
+    def callback(frame, event, arg):
+        tracer_log.append(describe(frame, event, arg))
+        slots.append(sys.gettrace() is foreign)
+        return callback
+
+    sys.settrace(foreign)
+    try:
+        with ferrotrace.Tracer(callback, functions=["target"]):
+            workload()
+    finally:
+        sys.settrace(None)
+    assert foreign_log == full
+    assert tracer_log == only(full, "target")
+    assert slots and all(slots)
+
+
+def settrace_inside(settrace, function) -> int:
+    settrace(function)
+    total = target(1)
+    settrace(None)
+    return total + leaf(3)
+
+
+def test_settrace_called_inside_a_traced_frame() -> None:
+    """ferrotrace.settrace inside a frame the Tracer traces: both see their events."""
+    foreign_log: list = []
+    foreign = recorder(foreign_log)
+    expected = sys_stream(lambda: settrace_inside(lambda f: None, None))
+    expected = only(expected, "settrace_inside", "target")
+    tracer_log: list = []
+    with ferrotrace.Tracer(
+        recorder(tracer_log, only_this_file=False), functions=["settrace_inside", "target"]
+    ):
+        settrace_inside(ferrotrace.settrace, foreign)
+    assert tracer_log == expected
+    assert [entry[1] for entry in foreign_log if entry[0] == "call"] == ["target", "leaf"]

@@ -1,26 +1,23 @@
-"""Runs on every version (``tests/test_tracer.py`` is skipped on 3.11): ``ferrotrace.Tracer``
-has no 3.11 backend yet, so ``start()`` raises NotImplementedError there; on 3.12+ it works."""
+"""``ferrotrace.Tracer`` has a backend on every supported version: ``sys.monitoring`` on 3.12+,
+the PEP 523 frame-evaluation hook on 3.11. Starting and stopping works and touches neither the
+trace nor the profile function."""
 
 import sys
-
-import pytest
 
 import ferrotrace
 
 
-def test_start_needs_python_312() -> None:
+def test_start_and_stop_on_every_version() -> None:
     def callback(frame, event, arg):
         return callback
 
+    before = (sys.gettrace(), sys.getprofile())
     tracer = ferrotrace.Tracer(callback, functions=["no_such_function_xyz"])
-    if sys.version_info < (3, 12):
-        with pytest.raises(NotImplementedError, match="3.11 backend"):
-            tracer.start()
-        assert not tracer.running
-        return
     tracer.start()
     try:
         assert tracer.running
+        assert (sys.gettrace(), sys.getprofile()) == before
     finally:
         tracer.stop()
     assert not tracer.running
+    assert (sys.gettrace(), sys.getprofile()) == before

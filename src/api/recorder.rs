@@ -10,7 +10,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyModule, PyTuple};
 
 use crate::filter::{Filter, FilterSpec};
-use crate::hook::consumer::{Consumer, Sink};
+use crate::hook::backend;
+use crate::hook::consumer::{with_consumer, Consumer, Sink};
 use crate::hook::record_sink::{current_process, RecordSink};
 use crate::output::text::TextWriter;
 use crate::output::{write_file_with, Format, TraceWriter};
@@ -77,7 +78,6 @@ impl Recorder {
         if self.running {
             return Ok(());
         }
-        backend::available()?;
         // Thread names are read from `threading`; import it now, not inside a callback.
         py.import("threading")?;
         let sink = match self.sink.take() {
@@ -189,7 +189,7 @@ impl Recorder {
     /// runs inside `f`.
     fn with_recording<R>(&self, py: Python<'_>, f: impl FnOnce(&Recording) -> R) -> Option<R> {
         if self.running {
-            backend::with_consumer(py, self.id, |consumer| match &consumer.sink {
+            with_consumer(py, self.id, |consumer| match &consumer.sink {
                 Sink::Record(sink) => Some(f(sink.recording())),
                 Sink::Callback(_) => None,
             })
@@ -225,66 +225,6 @@ fn os_error(err: std::io::Error, path: &Path) -> PyErr {
     match err.raw_os_error() {
         Some(errno) => PyOSError::new_err((errno, message, path.to_path_buf())),
         None => PyOSError::new_err(format!("{}: {message}", path.display())),
-    }
-}
-
-/// Where consumers run: `sys.monitoring` on 3.12+; on 3.11 the eval-frame backend (not built
-/// yet).
-mod backend {
-    use pyo3::prelude::*;
-
-    use crate::hook::consumer::Consumer;
-
-    #[cfg(Py_3_12)]
-    pub fn available() -> PyResult<()> {
-        Ok(())
-    }
-
-    #[cfg(Py_3_12)]
-    pub fn add_consumer(py: Python<'_>, consumer: Consumer) -> PyResult<()> {
-        let module = py.import("ferrotrace._native")?;
-        crate::hook::monitoring::add_consumer(py, &module, consumer)
-    }
-
-    #[cfg(Py_3_12)]
-    pub fn remove_consumer(py: Python<'_>, id: u64) -> PyResult<Option<Consumer>> {
-        crate::hook::monitoring::remove_consumer(py, id)
-    }
-
-    #[cfg(Py_3_12)]
-    pub fn with_consumer<R>(
-        py: Python<'_>,
-        id: u64,
-        f: impl FnOnce(&mut Consumer) -> R,
-    ) -> Option<R> {
-        crate::hook::monitoring::with_consumer(py, id, f)
-    }
-
-    #[cfg(not(Py_3_12))]
-    pub fn available() -> PyResult<()> {
-        Err(pyo3::exceptions::PyNotImplementedError::new_err(
-            "ferrotrace.Recorder needs Python 3.12+ for now; the 3.11 backend (PEP 523) is not \
-             built yet",
-        ))
-    }
-
-    #[cfg(not(Py_3_12))]
-    pub fn add_consumer(_py: Python<'_>, _consumer: Consumer) -> PyResult<()> {
-        available()
-    }
-
-    #[cfg(not(Py_3_12))]
-    pub fn remove_consumer(_py: Python<'_>, _id: u64) -> PyResult<Option<Consumer>> {
-        Ok(None)
-    }
-
-    #[cfg(not(Py_3_12))]
-    pub fn with_consumer<R>(
-        _py: Python<'_>,
-        _id: u64,
-        _f: impl FnOnce(&mut Consumer) -> R,
-    ) -> Option<R> {
-        None
     }
 }
 

@@ -8,6 +8,8 @@ use pyo3::types::{PyModule, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::filter::{Filter, FilterSpec};
+use crate::hook::backend;
+use crate::hook::consumer::{Consumer, Sink};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -118,7 +120,6 @@ impl Tracer {
     }
 }
 
-#[cfg(Py_3_12)]
 fn start_backend(
     py: Python<'_>,
     id: u64,
@@ -126,51 +127,24 @@ fn start_backend(
     filter: Filter,
     all_threads: bool,
 ) -> PyResult<()> {
-    use crate::hook::monitoring;
     let thread = if all_threads {
         None
     } else {
         // SAFETY: always safe to call.
         Some(unsafe { pyo3::ffi::PyThread_get_thread_ident() } as u64)
     };
-    let module = py.import("ferrotrace._native")?;
-    monitoring::add_consumer(
-        py,
-        &module,
-        crate::hook::consumer::Consumer::new(
-            id,
-            crate::hook::consumer::Sink::Callback(callback),
-            filter,
-            thread,
-        ),
-    )
+    let consumer = Consumer::new(id, Sink::Callback(callback), filter, thread);
+    backend::add_consumer(py, consumer)
 }
 
-#[cfg(Py_3_12)]
 fn stop_backend(py: Python<'_>, id: u64) -> PyResult<()> {
-    crate::hook::monitoring::remove_consumer(py, id).map(drop)
-}
-
-#[cfg(not(Py_3_12))]
-fn start_backend(
-    _py: Python<'_>,
-    _id: u64,
-    _callback: Py<PyAny>,
-    _filter: Filter,
-    _all_threads: bool,
-) -> PyResult<()> {
-    Err(pyo3::exceptions::PyNotImplementedError::new_err(
-        "ferrotrace.Tracer needs Python 3.12+ for now; the 3.11 backend (PEP 523) is not built yet",
-    ))
-}
-
-#[cfg(not(Py_3_12))]
-fn stop_backend(_py: Python<'_>, _id: u64) -> PyResult<()> {
-    Ok(())
+    backend::remove_consumer(py, id).map(drop)
 }
 
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Tracer>()?;
+    #[cfg(all(Py_3_11, not(Py_3_12)))]
+    crate::bindings::interpreter::verify_layout(module.py())?;
     #[cfg(Py_3_12)]
     crate::hook::monitoring::register(module)?;
     Ok(())

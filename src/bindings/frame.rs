@@ -77,6 +77,15 @@ pub unsafe fn set_f_lineno(frame: *mut ffi::PyFrameObject, line: c_int) {
     (*head(frame)).f_lineno = line;
 }
 
+/// The frame's interpreter frame (`f_frame`), for the 3.11 eval-frame route.
+///
+/// # Safety
+/// `frame` is a live frame object and the GIL is held.
+#[inline(always)]
+pub unsafe fn interpreter_frame(frame: *mut ffi::PyFrameObject) -> *mut c_void {
+    (*head(frame)).f_frame
+}
+
 /// `frame.f_trace_lines`.
 ///
 /// # Safety

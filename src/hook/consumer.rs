@@ -1,12 +1,16 @@
 //! A consumer: one filtered tracer as the backends see it (`monitoring` on 3.12+, the
 //! eval-frame route on 3.11). Backend-neutral: what it wants (its [`Filter`] and thread),
-//! where its events go (its [`Sink`]), and its per-frame state.
+//! where its events go (its [`Sink`]), and its per-frame state. The running consumers live in
+//! one registry shared by the backend and by [`delivery`](super::delivery).
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::LazyLock;
 
 use pyo3::prelude::*;
 
-use crate::filter::Filter;
+use crate::filter::{CodeInfo, Environment, Filter};
 use crate::hook::record_sink::RecordSink;
 
 /// Where a consumer's events go.
@@ -49,4 +53,62 @@ impl Consumer {
     pub fn traces_thread(&self, thread: u64) -> bool {
         self.thread.is_none_or(|only| only == thread) && !self.failed_threads.contains(&thread)
     }
+}
+
+/// The running consumers. Only touched with the GIL held (ferrotrace is not built for
+/// free-threaded Python), and no Python code runs while it is borrowed, so the RefCell never
+/// sees a second borrow. That includes destructors: Python objects leave the registry by being
+/// returned from the closure and are released after the borrow ends.
+struct Registry(RefCell<Vec<Consumer>>);
+// SAFETY: every access goes through `with_consumers`, which requires the GIL.
+unsafe impl Sync for Registry {}
+
+static REGISTRY: LazyLock<Registry> = LazyLock::new(|| Registry(RefCell::new(Vec::new())));
+
+/// Changes whenever a consumer is added or removed (decisions about the set are then stale).
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+pub fn registry_generation() -> u64 {
+    GENERATION.load(Ordering::Relaxed)
+}
+
+/// Runs `f` on the running consumers. `f` must not call into Python.
+pub fn with_consumers<R>(_py: Python<'_>, f: impl FnOnce(&mut Vec<Consumer>) -> R) -> R {
+    f(&mut REGISTRY.0.borrow_mut())
+}
+
+/// Runs `f` on the registered consumer `id` (None if there is none). `f` must not call into
+/// Python.
+pub fn with_consumer<R>(py: Python<'_>, id: u64, f: impl FnOnce(&mut Consumer) -> R) -> Option<R> {
+    with_consumers(py, |consumers| {
+        consumers.iter_mut().find(|c| c.id == id).map(f)
+    })
+}
+
+/// Adds a consumer to the registry.
+pub fn register(py: Python<'_>, consumer: Consumer) {
+    with_consumers(py, |consumers| consumers.push(consumer));
+    GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Takes the consumer `id` out of the registry (dropped by the caller, outside the borrow);
+/// returns it and whether the registry is now empty.
+pub fn unregister(py: Python<'_>, id: u64) -> (Vec<Consumer>, bool) {
+    with_consumers(py, |consumers| {
+        let (removed, kept): (Vec<Consumer>, Vec<Consumer>) = std::mem::take(consumers)
+            .into_iter()
+            .partition(|c| c.id == id);
+        *consumers = kept;
+        GENERATION.fetch_add(1, Ordering::Relaxed);
+        (removed, consumers.is_empty())
+    })
+}
+
+/// The ids of the consumers whose filter selects this code.
+pub fn matching(consumers: &[Consumer], code: &CodeInfo<'_>, env: &Environment) -> Vec<u64> {
+    consumers
+        .iter()
+        .filter(|c| c.filter.matches(code, env))
+        .map(|c| c.id)
+        .collect()
 }

@@ -5,7 +5,7 @@
 //! The registered object (`obj`) is the user's function itself, so `sys.gettrace()` and
 //! `ferrotrace.gettrace()` return it unwrapped.
 
-use std::ffi::c_int;
+use std::ffi::{c_int, CStr};
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
@@ -74,23 +74,32 @@ pub unsafe extern "C" fn trace_trampoline(
     what: c_int,
     arg: *mut ffi::PyObject,
 ) -> c_int {
-    // SAFETY: the caller's guarantees are passed on unchanged.
-    let dispatched = panic::catch_unwind(AssertUnwindSafe(|| unsafe {
-        dispatch(obj, frame, what, arg)
-    }));
-    match dispatched {
+    never_unwind(
+        // SAFETY: the caller's guarantees are passed on unchanged.
+        || unsafe { dispatch(obj, frame, what, arg) },
+        // A bug in ferrotrace: stop tracing this thread and raise rather than abort.
+        // SAFETY: the GIL is held.
+        || unsafe { threadstate::disable_current_thread_after_error() },
+        c"ferrotrace: internal error in the trace trampoline; tracing was turned off",
+    )
+}
+
+/// Runs the body of a `Py_tracefunc` so that nothing unwinds into CPython: a panic (a bug in
+/// ferrotrace) runs `on_panic`, raises `SystemError(message)` and returns -1.
+///
+/// # Safety
+/// The GIL is held.
+pub unsafe fn never_unwind(
+    body: impl FnOnce() -> c_int,
+    on_panic: impl FnOnce(),
+    message: &CStr,
+) -> c_int {
+    match panic::catch_unwind(AssertUnwindSafe(body)) {
         Ok(status) => status,
         Err(_) => {
-            // A bug in ferrotrace: stop tracing this thread and raise rather than abort.
+            let _ = panic::catch_unwind(AssertUnwindSafe(on_panic));
             // SAFETY: the GIL is held.
-            unsafe {
-                threadstate::disable_current_thread_after_error();
-                ffi::PyErr_SetString(
-                    ffi::PyExc_SystemError,
-                    c"ferrotrace: internal error in the trace trampoline; tracing was turned off"
-                        .as_ptr(),
-                );
-            }
+            unsafe { ffi::PyErr_SetString(ffi::PyExc_SystemError, message.as_ptr()) };
             -1
         }
     }

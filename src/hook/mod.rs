@@ -2,11 +2,20 @@
 //!
 //! `legacy`: the `Py_tracefunc` route (`PyEval_SetTrace`), the same C hook `sys.settrace`
 //! uses; on 3.12+ CPython drives it from `sys.monitoring` itself.
-//! `consumer`: a filtered tracer as every backend sees it.
+//! `consumer`, `decision`, `delivery`: filtered tracers as every backend sees them, which
+//! code they want, and how one event reaches them.
 //! `monitoring` (3.12+): ferrotrace's own `sys.monitoring` tool, for filtered tracers.
+//! `evalframe` (3.11): the PEP 523 frame-evaluation hook, which switches a C trace hook on
+//! only while a frame some filtered tracer wants runs.
+//! `backend`: which of the two runs the consumers on this interpreter.
 //! `record_sink`: the consumer that records events natively, for every backend.
 
+pub mod backend;
 pub mod consumer;
+pub mod decision;
+pub mod delivery;
+#[cfg(all(Py_3_11, not(Py_3_12)))]
+pub mod evalframe;
 pub mod legacy;
 #[cfg(Py_3_12)]
 pub mod monitoring;

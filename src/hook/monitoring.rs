@@ -15,13 +15,15 @@ use std::sync::{LazyLock, OnceLock};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyModule, PyString, PyTuple};
+use pyo3::types::{PyModule, PyTuple};
 
 use crate::bindings::frame;
 use crate::filter::{CodeInfo, Environment};
-use crate::hook::consumer::{Consumer, Sink};
-use crate::hook::record_sink::{now_ns, Missing, Occurrence};
-use crate::protocol::{local_update, LocalUpdate, TraceEvent};
+use crate::hook::consumer::{self, with_consumers, Consumer};
+use crate::hook::decision::{code_names, depth_scope, library_environment, thread_consumers};
+use crate::hook::delivery::{self, EventFrame};
+use crate::hook::record_sink::{now_ns, record_kind, recorded_line, Occurrence};
+use crate::protocol::TraceEvent;
 use crate::record::EventKind;
 
 // `sys.monitoring.events` bits (stable since 3.12).
@@ -59,7 +61,6 @@ struct Engine {
     tool: Option<u8>,
     /// Whether `GLOBAL_EVENTS` (rather than only `DISCOVERY_EVENTS`) are on.
     global_events_on: bool,
-    consumers: Vec<Consumer>,
     codes: HashMap<usize, CodeEntry>,
     environment: Option<Environment>,
 }
@@ -76,7 +77,6 @@ static ENGINE: LazyLock<GilCell> = LazyLock::new(|| {
     GilCell(RefCell::new(Engine {
         tool: None,
         global_events_on: false,
-        consumers: Vec::new(),
         codes: HashMap::new(),
         environment: None,
     }))
@@ -121,11 +121,9 @@ pub fn add_consumer(
             engine.environment = Some(environment);
         });
     }
-    let stale_decisions = with_engine(py, |engine| {
-        engine.consumers.push(consumer);
-        // Decisions depend on the set of consumers: decide again.
-        std::mem::take(&mut engine.codes)
-    });
+    consumer::register(py, consumer);
+    // Decisions depend on the set of consumers: decide again.
+    let stale_decisions = with_engine(py, |engine| std::mem::take(&mut engine.codes));
     drop(stale_decisions);
     restart_events(py)
 }
@@ -133,13 +131,10 @@ pub fn add_consumer(
 /// Removes a consumer and gives it back (a recorder keeps its recording); the last one
 /// releases the tool id.
 pub fn remove_consumer(py: Python<'_>, id: u64) -> PyResult<Option<Consumer>> {
-    let (removed, codes, tool, now_empty) = with_engine(py, |engine| {
-        let (removed, kept): (Vec<Consumer>, Vec<Consumer>) = std::mem::take(&mut engine.consumers)
-            .into_iter()
-            .partition(|c| c.id == id);
-        engine.consumers = kept;
+    let (removed, now_empty) = consumer::unregister(py, id);
+    let (codes, tool) = with_engine(py, |engine| {
         let codes: Vec<(usize, CodeEntry)> = engine.codes.drain().collect();
-        (removed, codes, engine.tool, engine.consumers.is_empty())
+        (codes, engine.tool)
     });
     let consumer = removed.into_iter().next();
     let Some(tool) = tool else {
@@ -166,14 +161,6 @@ pub fn remove_consumer(py: Python<'_>, id: u64) -> PyResult<Option<Consumer>> {
         restart_events(py)?;
     }
     Ok(consumer)
-}
-
-/// Runs `f` on a registered consumer (None if there is none with this id). No Python code may
-/// run inside `f`: the engine is borrowed.
-pub fn with_consumer<R>(py: Python<'_>, id: u64, f: impl FnOnce(&mut Consumer) -> R) -> Option<R> {
-    with_engine(py, |engine| {
-        engine.consumers.iter_mut().find(|c| c.id == id).map(f)
-    })
 }
 
 fn restart_events(py: Python<'_>) -> PyResult<()> {
@@ -233,33 +220,6 @@ fn register_callbacks(py: Python<'_>, module: &Bound<'_, PyModule>, tool: u8) ->
     Ok(())
 }
 
-/// Directories that are not the user's code: the interpreter's library, installed packages and
-/// their console scripts (such as the `ferrotrace` command itself).
-fn library_environment(py: Python<'_>) -> PyResult<Environment> {
-    let sysconfig = py.import("sysconfig")?;
-    let paths = sysconfig.call_method0("get_paths")?;
-    let mut dirs: Vec<String> = Vec::new();
-    for key in ["stdlib", "platstdlib", "purelib", "platlib", "scripts"] {
-        if let Ok(path) = paths.get_item(key) {
-            dirs.push(path.extract()?);
-        }
-    }
-    let site = py.import("site")?;
-    if let Ok(packages) = site.call_method0("getsitepackages") {
-        dirs.extend(packages.extract::<Vec<String>>()?);
-    }
-    if let Ok(user) = site.call_method0("getusersitepackages") {
-        dirs.push(user.extract()?);
-    }
-    let os_path = py.import("os.path")?;
-    let real: Vec<String> = dirs
-        .iter()
-        .filter_map(|d| os_path.call_method1("realpath", (d,)).ok()?.extract().ok())
-        .collect();
-    dirs.extend(real);
-    Ok(Environment::new(dirs))
-}
-
 /// Whether any consumer wants `code` (the allocation-free check for global events).
 fn is_wanted(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<bool> {
     let key = code.as_ptr() as usize;
@@ -277,9 +237,8 @@ fn current_frame_key() -> usize {
 
 /// Consumers for which the frame is in scope through `depth`.
 fn scoped_consumers(py: Python<'_>, frame_key: usize) -> Vec<u64> {
-    with_engine(py, |engine| {
-        engine
-            .consumers
+    with_consumers(py, |consumers| {
+        consumers
             .iter()
             .filter(|c| c.in_scope.contains(&frame_key))
             .map(|c| c.id)
@@ -287,56 +246,34 @@ fn scoped_consumers(py: Python<'_>, frame_key: usize) -> Vec<u64> {
     })
 }
 
-/// The consumers with a `depth` for which the current frame (whose code they do not match) is
-/// within `depth` calls of its nearest frame whose code they match.
-fn depth_scope(py: Python<'_>, matched: &[u64]) -> PyResult<Vec<u64>> {
-    let mut pending: Vec<(u64, u32)> = with_engine(py, |engine| {
-        engine
-            .consumers
-            .iter()
-            .filter(|c| c.filter.depth() > 0 && !matched.contains(&c.id))
-            .map(|c| (c.id, c.filter.depth()))
-            .collect()
-    });
-    let mut in_scope = Vec::new();
+/// The matching consumers of each caller of the current frame, outward (see [`depth_scope`]).
+fn callers_matching(py: Python<'_>) -> impl Iterator<Item = PyResult<Vec<u64>>> + use<'_> {
     // SAFETY: the GIL is held; PyFrame_GetBack returns a new reference or null.
     let mut ancestor = unsafe {
         let current = ffi::PyEval_GetFrame();
         if current.is_null() {
-            return Ok(in_scope);
+            None
+        } else {
+            Bound::<PyAny>::from_owned_ptr_or_opt(py, ffi::PyFrame_GetBack(current).cast())
         }
-        Bound::from_owned_ptr_or_opt(py, ffi::PyFrame_GetBack(current).cast())
     };
-    let mut distance: u32 = 1;
-    while let Some(frame) = ancestor {
-        if pending.is_empty() {
-            break;
-        }
-        let code = frame.getattr("f_code")?;
-        let ancestor_matched = wanted_by(py, &code, Some(&frame))?;
-        pending.retain(|&(id, depth)| {
-            if ancestor_matched.contains(&id) {
-                // The nearest match decides, in scope or not.
-                if distance <= depth {
-                    in_scope.push(id);
-                }
-                false
-            } else {
-                distance < depth
-            }
-        });
-        distance = distance.saturating_add(1);
+    std::iter::from_fn(move || {
+        let frame = ancestor.take()?;
         // SAFETY: a live frame; new reference or null.
         ancestor = unsafe {
             Bound::from_owned_ptr_or_opt(py, ffi::PyFrame_GetBack(frame.as_ptr().cast()).cast())
         };
-    }
-    Ok(in_scope)
+        Some(
+            frame
+                .getattr("f_code")
+                .and_then(|code| wanted_by(py, &code, Some(&frame))),
+        )
+    })
 }
 
 fn any_consumer_has_depth(py: Python<'_>) -> bool {
-    with_engine(py, |engine| {
-        engine.consumers.iter().any(|c| c.filter.depth() > 0)
+    with_consumers(py, |consumers| {
+        consumers.iter().any(|c| c.filter.depth() > 0)
     })
 }
 
@@ -350,9 +287,7 @@ fn wanted_by(
     if let Some(ids) = with_engine(py, |e| e.codes.get(&key).map(|c| c.wanted_by.clone())) {
         return Ok(ids);
     }
-    let filename: String = code.getattr("co_filename")?.extract()?;
-    let name: String = code.getattr("co_name")?.extract()?;
-    let qualname: String = code.getattr("co_qualname")?.extract()?;
+    let (filename, name, qualname) = code_names(code)?;
     let module = match frame {
         Some(frame) => module_name_of(frame),
         None => current_module_name(py),
@@ -365,12 +300,7 @@ fn wanted_by(
     };
     let (ids, tool) = with_engine(py, |engine| {
         let ids: Vec<u64> = match &engine.environment {
-            Some(env) => engine
-                .consumers
-                .iter()
-                .filter(|c| c.filter.matches(&info, env))
-                .map(|c| c.id)
-                .collect(),
+            Some(env) => with_consumers(py, |consumers| consumer::matching(consumers, &info, env)),
             None => Vec::new(),
         };
         (ids, engine.tool)
@@ -396,7 +326,7 @@ fn wanted_by(
 fn ensure_local_events(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<()> {
     let key = code.as_ptr() as usize;
     let (tool, needs_local, needs_global) = with_engine(py, |engine| {
-        let wanted = local_events_wanted(&engine.consumers);
+        let wanted = with_consumers(py, |consumers| local_events_wanted(consumers));
         let needs_local = engine
             .codes
             .get_mut(&key)
@@ -412,7 +342,7 @@ fn ensure_local_events(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<()> 
         mon.call_method1("set_events", (tool, GLOBAL_EVENTS))?;
     }
     if needs_local {
-        let events = with_engine(py, |engine| local_events_wanted(&engine.consumers));
+        let events = with_consumers(py, |consumers| local_events_wanted(consumers));
         mon.call_method1("set_local_events", (tool, code, events))?;
     }
     Ok(())
@@ -451,11 +381,6 @@ fn current_module_name(py: Python<'_>) -> Option<String> {
     globals.get_item("__name__").ok()?.extract().ok()
 }
 
-fn current_thread_ident() -> u64 {
-    // SAFETY: always safe to call.
-    unsafe { ffi::PyThread_get_thread_ident() as u64 }
-}
-
 /// What the `sys.monitoring` event said beyond the legacy event: record sinks keep it.
 struct Source<'a, 'py> {
     /// The exception raised (`exception`) or unwinding the frame (`return` by `PY_UNWIND`).
@@ -470,43 +395,6 @@ impl Source<'_, '_> {
             exception: None,
             unwinding: false,
         }
-    }
-}
-
-/// What to do for one consumer, decided inside the engine's borrow.
-enum Action {
-    Skip,
-    Call(Py<PyAny>),
-    Recorded,
-    /// The record sink needs Python to describe the event (see `record_sink`).
-    Record(Missing),
-}
-
-/// The record sink's event kind for a legacy event; None for `opcode`, which is not recorded.
-fn record_kind(event: TraceEvent, source: &Source<'_, '_>) -> Option<EventKind> {
-    Some(match event {
-        TraceEvent::Call => EventKind::Call,
-        TraceEvent::Return if source.unwinding => EventKind::Unwind,
-        TraceEvent::Return => EventKind::Return,
-        TraceEvent::Line => EventKind::Line,
-        TraceEvent::Exception => EventKind::Exception,
-        _ => return None,
-    })
-}
-
-/// The frame's line, as `frame.f_lineno` shows it to a trace function (the offsets that
-/// `sys.monitoring` passes may point into an instruction's cache, which has no line); for a
-/// call at an instruction without a line (a module's first), the code's first line.
-fn line_of(raw_frame: *mut ffi::PyFrameObject, code: &Bound<'_, PyAny>, event: TraceEvent) -> u32 {
-    // SAFETY: a live frame (the one the monitoring callback is about).
-    let line = unsafe { ffi::PyFrame_GetLineNumber(raw_frame) };
-    match u32::try_from(line) {
-        Ok(line) if line > 0 => line,
-        _ if event == TraceEvent::Call => code
-            .getattr("co_firstlineno")
-            .and_then(|first| first.extract())
-            .unwrap_or(0),
-        _ => 0,
     }
 }
 
@@ -525,6 +413,8 @@ fn deliver(
     if ids.is_empty() {
         return Ok(());
     }
+    let on_thread = thread_consumers(py);
+    ids.retain(|id| on_thread.contains(id));
     // SAFETY: the GIL is held; in a monitoring callback the current frame is the monitored one.
     let raw_frame = unsafe { ffi::PyEval_GetFrame() };
     if raw_frame.is_null() {
@@ -534,14 +424,13 @@ fn deliver(
     }
     // SAFETY: a live frame, borrowed; we take a strong reference for the duration of the event.
     let frame_obj = unsafe { Bound::from_borrowed_ptr(py, raw_frame.cast()) };
-    let key = raw_frame as usize;
-    let thread = current_thread_ident();
-    let occurrence = record_kind(event, &source).map(|kind| Occurrence {
+    let occurrence = record_kind(event, source.unwinding).map(|kind| Occurrence {
         kind,
         code,
         line: match line {
             Some(line) => u32::try_from(line).unwrap_or(0),
-            None => line_of(raw_frame, code, event),
+            // SAFETY: a live frame (the one the monitoring callback is about).
+            None => unsafe { recorded_line(raw_frame, code, event) },
         },
         value: match kind {
             EventKind::Return => Some(arg),
@@ -550,104 +439,15 @@ fn deliver(
         },
         timestamp_ns: now_ns(),
     });
-    let mut outcome = Ok(());
-    for id in ids {
-        // What to do, decided without holding the engine across a Python call.
-        let action = with_engine(py, |engine| {
-            let Some(consumer) = engine.consumers.iter_mut().find(|c| c.id == id) else {
-                return Action::Skip;
-            };
-            let events = consumer.filter.events();
-            if !consumer.traces_thread(thread) || !events.contains(event) {
-                return Action::Skip;
-            }
-            let callback = match &mut consumer.sink {
-                Sink::Callback(callback) => callback,
-                Sink::Record(sink) => {
-                    return match &occurrence {
-                        None => Action::Skip,
-                        Some(occurrence) => match sink.try_record(occurrence) {
-                            Ok(()) => Action::Recorded,
-                            Err(missing) => Action::Record(missing),
-                        },
-                    };
-                }
-            };
-            match event {
-                TraceEvent::Call => Action::Call(callback.clone_ref(py)),
-                // Without `call` events the callback is every scope's local function.
-                _ => match consumer.locals.get(&key) {
-                    Some(local) => Action::Call(local.clone_ref(py)),
-                    None if !events.contains(TraceEvent::Call) => {
-                        Action::Call(callback.clone_ref(py))
-                    }
-                    None => Action::Skip,
-                },
-            }
-        });
-        let receiver = match action {
-            Action::Skip | Action::Recorded => continue,
-            Action::Record(missing) => {
-                if let Some(occurrence) = &occurrence {
-                    let gathered = missing.gather(py, occurrence);
-                    let released = with_engine(py, |engine| {
-                        let consumer = engine.consumers.iter_mut().find(|c| c.id == id);
-                        match consumer.map(|c| &mut c.sink) {
-                            Some(Sink::Record(sink)) => {
-                                sink.record(occurrence, gathered);
-                                None
-                            }
-                            // The consumer went away while the event was described.
-                            _ => Some(gathered),
-                        }
-                    });
-                    drop(released);
-                }
-                continue;
-            }
-            Action::Call(receiver) => receiver,
-        };
-        if let Some(line) = line {
-            // SAFETY: a live frame; CPython's own line events set f_lineno the same way.
-            unsafe { frame::set_f_lineno(raw_frame, line) };
-        }
-        let name = PyString::intern(py, event.name());
-        let result = receiver.bind(py).call1((&frame_obj, &name, arg));
-        // SAFETY: as above; legacy tracing resets it after every call.
-        unsafe { frame::set_f_lineno(raw_frame, 0) };
-        let update = local_update(result.is_err(), matches!(&result, Ok(r) if r.is_none()));
-        let released = with_engine(py, |engine| {
-            let consumer = engine.consumers.iter_mut().find(|c| c.id == id)?;
-            match (update, &result) {
-                (LocalUpdate::Replace, Ok(function)) => {
-                    consumer.locals.insert(key, function.clone().unbind())
-                }
-                (LocalUpdate::DisableAndClear, _) => {
-                    consumer.failed_threads.push(thread);
-                    consumer.locals.remove(&key)
-                }
-                _ => None,
-            }
-        });
-        // The replaced local function's destructor runs here, outside the engine.
-        drop(released);
-        if let Err(err) = result {
-            outcome = Err(err);
-            break;
-        }
-    }
+    let site = EventFrame {
+        frame: &frame_obj,
+        sets_lineno: true,
+        line,
+        occurrence,
+    };
+    let outcome = delivery::deliver(py, &ids, &site, event, arg);
     if final_exit {
-        let dropped: Vec<Py<PyAny>> = with_engine(py, |engine| {
-            engine
-                .consumers
-                .iter_mut()
-                .filter_map(|c| {
-                    c.in_scope.remove(&key);
-                    c.locals.remove(&key)
-                })
-                .collect()
-        });
-        drop(dropped);
+        delivery::forget_frame(py, raw_frame as usize);
     }
     // SAFETY: a live frame.
     if unsafe { frame::trace_opcodes(raw_frame) } {
@@ -697,10 +497,10 @@ fn decide_frame_scope(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<Frame
         });
     }
     // Scope through depth is decided per frame, at every start or resume.
-    let scoped = depth_scope(py, &matched)?;
+    let scoped = depth_scope(py, &matched, callers_matching(py))?;
     let frame_key = current_frame_key();
-    with_engine(py, |engine| {
-        for consumer in engine.consumers.iter_mut() {
+    with_consumers(py, |consumers| {
+        for consumer in consumers.iter_mut() {
             if scoped.contains(&consumer.id) {
                 consumer.in_scope.insert(frame_key);
             } else {

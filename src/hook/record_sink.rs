@@ -19,8 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
 use std::time::Instant;
 
+use pyo3::ffi;
 use pyo3::prelude::*;
 
+use crate::protocol::TraceEvent;
 use crate::record::{Event, EventKind, FunctionId, FunctionInfo, ProcessInfo, Recording};
 
 /// Longest repr kept for a return value or an exception, in characters.
@@ -70,6 +72,43 @@ pub struct Occurrence<'a, 'py> {
 impl Occurrence<'_, '_> {
     fn code_key(&self) -> usize {
         self.code.as_ptr() as usize
+    }
+}
+
+/// The record sink's event kind for a legacy event (`unwinding`: a `return` because an
+/// exception leaves the frame); None for `opcode`, which is not recorded.
+pub fn record_kind(event: TraceEvent, unwinding: bool) -> Option<EventKind> {
+    Some(match event {
+        TraceEvent::Call => EventKind::Call,
+        TraceEvent::Return if unwinding => EventKind::Unwind,
+        TraceEvent::Return => EventKind::Return,
+        TraceEvent::Line => EventKind::Line,
+        TraceEvent::Exception => EventKind::Exception,
+        _ => return None,
+    })
+}
+
+/// The line recorded for an event: the frame's line, as `frame.f_lineno` shows it to a trace
+/// function (not the offsets `sys.monitoring` passes, which may point into an instruction's
+/// cache, which has no line); for a call at an instruction without a line (a module's first),
+/// the code's first line.
+///
+/// # Safety
+/// `raw_frame` is a live frame (the one the event is about) and the GIL is held.
+pub unsafe fn recorded_line(
+    raw_frame: *mut ffi::PyFrameObject,
+    code: &Bound<'_, PyAny>,
+    event: TraceEvent,
+) -> u32 {
+    // SAFETY: the caller's guarantee.
+    let line = unsafe { ffi::PyFrame_GetLineNumber(raw_frame) };
+    match u32::try_from(line) {
+        Ok(line) if line > 0 => line,
+        _ if event == TraceEvent::Call => code
+            .getattr("co_firstlineno")
+            .and_then(|first| first.extract())
+            .unwrap_or(0),
+        _ => 0,
     }
 }
 

@@ -1,0 +1,320 @@
+//! CPython 3.11's evaluation internals that the PEP 523 route needs: the interpreter frame an
+//! eval-frame function receives (`struct _PyInterpreterFrame`, `Include/internal/pycore_frame.h`)
+//! and the tracing fields of the thread state (`struct _ts`, `Include/cpython/pystate.h`, with
+//! `_PyCFrame.use_tracing`, which the eval loop ORs into each opcode).
+//!
+//! None of this is public API: [`verify_layout`] checks every field used against the running
+//! interpreter when the module is imported. If anything differs, the 3.11 backend stays off
+//! (`Tracer.start()` raises), and nothing else is affected.
+
+use std::ffi::{c_char, c_int};
+use std::ptr;
+use std::sync::OnceLock;
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+use crate::bindings::frame;
+
+/// `struct _PyInterpreterFrame` (3.11).
+#[repr(C)]
+pub struct InterpreterFrame {
+    f_func: *mut ffi::PyObject,
+    f_globals: *mut ffi::PyObject,
+    f_builtins: *mut ffi::PyObject,
+    f_locals: *mut ffi::PyObject,
+    f_code: *mut ffi::PyObject,
+    frame_obj: *mut ffi::PyFrameObject,
+    previous: *mut InterpreterFrame,
+    prev_instr: *mut u16,
+    stacktop: c_int,
+    is_entry: bool,
+    owner: c_char,
+}
+
+/// `enum _frameowner`: the frame lives inside a generator or coroutine object.
+const FRAME_OWNED_BY_GENERATOR: c_char = 1;
+
+/// `_PyCFrame` (3.11): one per running `_PyEval_EvalFrameDefault`, on the C stack.
+#[repr(C)]
+struct CFrame {
+    use_tracing: u8,
+    current_frame: *mut InterpreterFrame,
+    previous: *mut CFrame,
+}
+
+/// The leading fields of `struct _ts` (3.11).
+#[repr(C)]
+struct ThreadStateHead {
+    prev: *mut ffi::PyThreadState,
+    next: *mut ffi::PyThreadState,
+    interp: *mut ffi::PyInterpreterState,
+    _initialized: c_int,
+    _static: c_int,
+    recursion_remaining: c_int,
+    recursion_limit: c_int,
+    recursion_headroom: c_int,
+    tracing: c_int,
+    tracing_what: c_int,
+    cframe: *mut CFrame,
+    c_profilefunc: Option<ffi::Py_tracefunc>,
+    c_tracefunc: Option<ffi::Py_tracefunc>,
+    c_profileobj: *mut ffi::PyObject,
+    c_traceobj: *mut ffi::PyObject,
+}
+
+#[inline(always)]
+unsafe fn head(tstate: *mut ffi::PyThreadState) -> *mut ThreadStateHead {
+    tstate.cast()
+}
+
+/// Whether a trace or profile function is running on this thread (`tstate->tracing`): then
+/// nothing is traced, as in CPython.
+///
+/// # Safety
+/// `tstate` is the calling thread's state and the GIL is held.
+#[inline(always)]
+pub unsafe fn in_trace_function(tstate: *mut ffi::PyThreadState) -> bool {
+    (*head(tstate)).tracing != 0
+}
+
+/// The thread's C trace hook (`c_tracefunc`).
+///
+/// # Safety
+/// As for [`in_trace_function`].
+#[inline(always)]
+pub unsafe fn trace_hook(tstate: *mut ffi::PyThreadState) -> Option<ffi::Py_tracefunc> {
+    (*head(tstate)).c_tracefunc
+}
+
+/// Points the thread's C trace hook at `hook`, keeping its object (`c_traceobj`, what
+/// `sys.gettrace()` returns), and updates the innermost eval loop's tracing flag the way
+/// CPython's `_PyThreadState_UpdateTracingState` does. The caller keeps `hook` and
+/// `c_traceobj` consistent: `hook` is either the function that goes with that object, or
+/// one that passes the object on to it.
+///
+/// # Safety
+/// As for [`in_trace_function`].
+#[inline(always)]
+pub unsafe fn set_trace_hook(tstate: *mut ffi::PyThreadState, hook: Option<ffi::Py_tracefunc>) {
+    let ts = head(tstate);
+    (*ts).c_tracefunc = hook;
+    let use_tracing =
+        (*ts).tracing == 0 && ((*ts).c_tracefunc.is_some() || (*ts).c_profilefunc.is_some());
+    if !(*ts).cframe.is_null() {
+        (*(*ts).cframe).use_tracing = if use_tracing { 255 } else { 0 };
+    }
+}
+
+/// The frame the thread is running (`tstate->cframe->current_frame`). In an eval-frame
+/// function this is the caller of the frame about to be evaluated, whose `previous` link is not
+/// set yet (the eval loop sets it from this).
+///
+/// # Safety
+/// As for [`in_trace_function`].
+#[inline(always)]
+pub unsafe fn current_frame(tstate: *mut ffi::PyThreadState) -> *mut InterpreterFrame {
+    let cframe = (*head(tstate)).cframe;
+    if cframe.is_null() {
+        ptr::null_mut()
+    } else {
+        (*cframe).current_frame
+    }
+}
+
+/// The frame's code object (borrowed).
+///
+/// # Safety
+/// `frame` is a live interpreter frame and the GIL is held.
+#[inline(always)]
+pub unsafe fn code(frame: *const InterpreterFrame) -> *mut ffi::PyObject {
+    (*frame).f_code
+}
+
+/// The frame's globals (borrowed).
+///
+/// # Safety
+/// As for [`code`].
+#[inline(always)]
+pub unsafe fn globals(frame: *const InterpreterFrame) -> *mut ffi::PyObject {
+    (*frame).f_globals
+}
+
+/// The calling frame, or null; only for a frame that is running (see [`current_frame`]).
+///
+/// # Safety
+/// As for [`code`].
+#[inline(always)]
+pub unsafe fn previous(frame: *const InterpreterFrame) -> *mut InterpreterFrame {
+    (*frame).previous
+}
+
+/// The frame object made for this frame, if any (borrowed, may be null).
+///
+/// # Safety
+/// As for [`code`].
+#[inline(always)]
+pub unsafe fn frame_object(frame: *const InterpreterFrame) -> *mut ffi::PyFrameObject {
+    (*frame).frame_obj
+}
+
+/// Whether the frame, whose evaluation just returned `result`, is a generator or coroutine
+/// suspended at a `yield`/`await` (it will be resumed) rather than finished.
+///
+/// # Safety
+/// As for [`code`]; called right after the frame's evaluation returned.
+pub unsafe fn is_suspended(frame: *const InterpreterFrame, result: *mut ffi::PyObject) -> bool {
+    let Some(yield_value) = YIELD_VALUE.get() else {
+        return false;
+    };
+    !result.is_null()
+        && (*frame).owner == FRAME_OWNED_BY_GENERATOR
+        && !(*frame).prev_instr.is_null()
+        // `_Py_OPCODE`: the low byte of the code unit (little-endian; x86-64 only).
+        && (*(*frame).prev_instr & 0xff) == *yield_value
+}
+
+/// The interpreter frame of a frame object.
+///
+/// # Safety
+/// `frame` is a live frame object and the GIL is held.
+#[inline(always)]
+pub unsafe fn of_frame_object(frame: *mut ffi::PyFrameObject) -> *mut InterpreterFrame {
+    frame::interpreter_frame(frame).cast()
+}
+
+/// The opcode of `YIELD_VALUE`, read from the `opcode` module at import.
+static YIELD_VALUE: OnceLock<u16> = OnceLock::new();
+
+/// Why the layout check failed, or Ok; computed once, at import.
+static LAYOUT: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// Whether the layouts above match the running interpreter (checked at import).
+pub fn layout() -> Result<(), String> {
+    LAYOUT
+        .get()
+        .cloned()
+        .unwrap_or_else(|| Err("not checked".into()))
+}
+
+/// Checks every field used above against the running interpreter, without changing anything
+/// visible: the current frame against its frame object's Python attributes, and the thread
+/// state against `sys.gettrace()`/`sys.getprofile()` and the tracing counter.
+pub fn verify_layout(py: Python<'_>) -> PyResult<()> {
+    let outcome = check(py)?;
+    let _ = LAYOUT.set(outcome);
+    Ok(())
+}
+
+fn check(py: Python<'_>) -> PyResult<Result<(), String>> {
+    let sys = py.import("sys")?;
+    let opcode: u16 = py
+        .import("opcode")?
+        .getattr("opmap")?
+        .get_item("YIELD_VALUE")?
+        .extract()?;
+    let _ = YIELD_VALUE.set(opcode);
+    let probe = sys.getattr("_getframe")?.call0()?;
+    let caller = probe.getattr("f_back")?;
+    let mismatch = |what: &str| Ok(Err(format!("3.11 {what}")));
+    // SAFETY: `probe` is a live frame (we hold it) and the GIL is held.
+    unsafe {
+        let frame = of_frame_object(probe.as_ptr().cast());
+        if frame.is_null()
+            || (*frame).frame_obj != probe.as_ptr().cast()
+            || (*frame).f_code != probe.getattr("f_code")?.as_ptr()
+            || (*frame).f_globals != probe.getattr("f_globals")?.as_ptr()
+            || (*frame).f_builtins != probe.getattr("f_builtins")?.as_ptr()
+            || (*frame).owner == FRAME_OWNED_BY_GENERATOR
+        {
+            return mismatch("_PyInterpreterFrame");
+        }
+        if !caller.is_none() {
+            // f_back skips frames still in their prologue: look a few frames up.
+            let wanted = of_frame_object(caller.as_ptr().cast());
+            let mut ancestor = (*frame).previous;
+            let mut steps = 0;
+            while !ancestor.is_null() && ancestor != wanted && steps < 4 {
+                ancestor = (*ancestor).previous;
+                steps += 1;
+            }
+            if ancestor != wanted {
+                return mismatch("_PyInterpreterFrame.previous");
+            }
+        }
+        let tstate = ffi::PyThreadState_Get();
+        let ts = head(tstate);
+        let expected = |object: Bound<'_, PyAny>| {
+            if object.is_none() {
+                std::ptr::null_mut()
+            } else {
+                object.as_ptr()
+            }
+        };
+        let trace_obj = expected(sys.getattr("gettrace")?.call0()?);
+        let profile_obj = expected(sys.getattr("getprofile")?.call0()?);
+        if (*ts).interp != ffi::PyThreadState_GetInterpreter(tstate)
+            || (*ts).next != ffi::PyThreadState_Next(tstate)
+            || (*ts).c_traceobj != trace_obj
+            || (*ts).c_profileobj != profile_obj
+            || (*ts).c_tracefunc.is_some() == trace_obj.is_null()
+            || (*ts).c_profilefunc.is_some() == profile_obj.is_null()
+            || (*ts).cframe.is_null()
+        {
+            return mismatch("PyThreadState");
+        }
+        // The eval loop running the import has the innermost frame as its current frame.
+        let current = ffi::PyEval_GetFrame();
+        if current.is_null() || (*(*ts).cframe).current_frame != of_frame_object(current) {
+            return mismatch("_PyCFrame");
+        }
+        let tracing = (*ts).tracing;
+        let use_tracing = (*(*ts).cframe).use_tracing;
+        ffi::PyThreadState_EnterTracing(tstate);
+        let entered = (*ts).tracing == tracing + 1 && (*(*ts).cframe).use_tracing == 0;
+        ffi::PyThreadState_LeaveTracing(tstate);
+        if !entered || (*ts).tracing != tracing || (*(*ts).cframe).use_tracing != use_tracing {
+            return mismatch("PyThreadState.tracing");
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// The thread state's eval-frame function, as `_PyInterpreterState_GetEvalFrameFunc` returns it
+/// (`_PyEval_EvalFrameDefault` when none was set).
+///
+/// # Safety
+/// The GIL is held.
+pub unsafe fn eval_frame_function(tstate: *mut ffi::PyThreadState) -> ffi::_PyFrameEvalFunction {
+    ffi::_PyInterpreterState_GetEvalFrameFunc(ffi::PyThreadState_GetInterpreter(tstate))
+}
+
+/// Sets the interpreter's eval-frame function (`_PyEval_EvalFrameDefault` means none).
+///
+/// # Safety
+/// The GIL is held.
+pub unsafe fn set_eval_frame_function(
+    tstate: *mut ffi::PyThreadState,
+    function: ffi::_PyFrameEvalFunction,
+) {
+    ffi::_PyInterpreterState_SetEvalFrameFunc(
+        ffi::PyThreadState_GetInterpreter(tstate),
+        Some(function),
+    );
+}
+
+/// An eval-frame function's interpreter-frame argument, as the layout above.
+#[inline(always)]
+pub fn cast_frame(frame: *mut ffi::_PyInterpreterFrame) -> *mut InterpreterFrame {
+    frame.cast()
+}
+
+// The offsets of `Include/internal/pycore_frame.h` and `Include/cpython/pystate.h` (3.11,
+// x86-64), which `verify_layout` confirms at run time.
+const _: () = {
+    assert!(std::mem::offset_of!(InterpreterFrame, previous) == 48);
+    assert!(std::mem::offset_of!(InterpreterFrame, owner) == 69);
+    assert!(std::mem::offset_of!(ThreadStateHead, cframe) == 56);
+    assert!(std::mem::offset_of!(ThreadStateHead, c_tracefunc) == 72);
+    assert!(std::mem::offset_of!(ThreadStateHead, c_traceobj) == 88);
+};

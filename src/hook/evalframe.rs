@@ -1,0 +1,663 @@
+//! The PEP 523 route (3.11) for filtered tracers.
+//!
+//! On 3.11 any C trace or profile hook puts the whole thread into the eval loop's slow tracing
+//! mode, so ferrotrace sets none by default. Instead it installs a frame-evaluation function
+//! (`_PyInterpreterState_SetEvalFrameFunc`), which CPython calls for every frame it starts or
+//! resumes (a generator's `next`, `send` and `throw` included) and which calls through to the
+//! function that was there before (`_PyEval_EvalFrameDefault`). For each frame it decides, once
+//! per code object, whether a consumer wants it; only then does it point the thread's C trace
+//! hook at [`trampoline`] for the duration of that frame's evaluation, and restores the hook
+//! the caller had when the evaluation returns. Frames that a traced frame calls are switched
+//! back the same way, so code no consumer wants runs untraced even below a match.
+//!
+//! Another tool's trace function (`sys.settrace`, coverage's C tracer, a debugger) keeps its
+//! slot: while ferrotrace's trampoline is installed, `c_traceobj` stays the other tool's
+//! object (so `sys.gettrace()` is unchanged) and the trampoline calls the other tool's function
+//! first (`chained`), then the consumers. If the other tool changes its function meanwhile,
+//! the trampoline and the frame's end adopt the new one.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::ffi::{c_int, c_void};
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, AtomicUsize, Ordering};
+use std::sync::LazyLock;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+use crate::bindings::interpreter::{self, InterpreterFrame};
+use crate::errors::FerrotraceError;
+use crate::filter::{cache, CachedDecision, CodeInfo, Environment};
+use crate::hook::consumer::{self, with_consumers, Consumer};
+use crate::hook::decision::{code_names, depth_scope, library_environment, thread_consumers};
+use crate::hook::delivery::{self, EventFrame};
+use crate::hook::legacy::never_unwind;
+use crate::hook::record_sink::{now_ns, record_kind, recorded_line, Occurrence};
+use crate::protocol::TraceEvent;
+use crate::record::EventKind;
+
+/// The generation of the current decisions, new whenever the set of consumers changes; 0
+/// while there is no consumer. Code objects keep their decision in a `co_extra` slot, stamped
+/// with the generation that made it (see [`crate::filter::cache`]).
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+/// Whether some consumer has a `depth` (frames its filter rejects may then be in scope).
+static ANY_DEPTH: AtomicBool = AtomicBool::new(false);
+/// ferrotrace's `co_extra` index, requested once per process (-1: not yet).
+static CODE_EXTRA_INDEX: AtomicIsize = AtomicIsize::new(-1);
+/// The eval-frame function ferrotrace's hook calls through to (0: `_PyEval_EvalFrameDefault`).
+static PREVIOUS_EVAL: AtomicUsize = AtomicUsize::new(0);
+
+struct Engine {
+    /// Whether ferrotrace's eval-frame function is installed.
+    installed: bool,
+    environment: Option<Environment>,
+    /// Code objects some consumer wants, with those consumers (the reference keeps the
+    /// address from being reused while the entry lives).
+    wanted: HashMap<usize, (Py<PyAny>, Vec<u64>)>,
+}
+
+/// Only touched with the GIL held, never across a call into Python (see `consumer`).
+struct GilCell(RefCell<Engine>);
+// SAFETY: every access goes through `with_engine`, which requires the GIL.
+unsafe impl Sync for GilCell {}
+
+static ENGINE: LazyLock<GilCell> = LazyLock::new(|| {
+    GilCell(RefCell::new(Engine {
+        installed: false,
+        environment: None,
+        wanted: HashMap::new(),
+    }))
+});
+
+fn with_engine<R>(_py: Python<'_>, f: impl FnOnce(&mut Engine) -> R) -> R {
+    f(&mut ENGINE.0.borrow_mut())
+}
+
+/// A frame being evaluated with ferrotrace's trampoline as the thread's trace hook.
+struct TracedFrame {
+    frame: *mut InterpreterFrame,
+    /// The consumers that trace this evaluation of the frame.
+    consumers: Vec<u64>,
+    /// The exception of the frame's last `exception` event: the one that leaves the frame if
+    /// it then unwinds (3.11's `return` event does not carry it).
+    exception: Option<Py<PyAny>>,
+}
+
+/// Per-thread state. Its Python objects (`TracedFrame::exception`) are released when the
+/// frame's evaluation ends, with the GIL held, so the stack is empty when a thread exits.
+struct ThreadTracing {
+    /// Another tool's trace hook, called first while ferrotrace's trampoline is installed.
+    chained: Cell<Option<ffi::Py_tracefunc>>,
+    /// The frames traced on this thread, innermost last.
+    traced: RefCell<Vec<TracedFrame>>,
+}
+
+thread_local! {
+    static THREAD: ThreadTracing = const {
+        ThreadTracing {
+            chained: Cell::new(None),
+            traced: RefCell::new(Vec::new()),
+        }
+    };
+}
+
+fn trampoline_hook() -> ffi::Py_tracefunc {
+    trampoline
+}
+
+fn is_trampoline(hook: Option<ffi::Py_tracefunc>) -> bool {
+    hook.is_some_and(|hook| ptr::fn_addr_eq(hook, trampoline_hook()))
+}
+
+extern "C" {
+    fn _PyEval_EvalFrameDefault(
+        tstate: *mut ffi::PyThreadState,
+        frame: *mut ffi::_PyInterpreterFrame,
+        throwflag: c_int,
+    ) -> *mut ffi::PyObject;
+}
+
+fn previous_eval() -> ffi::_PyFrameEvalFunction {
+    match PREVIOUS_EVAL.load(Ordering::Relaxed) {
+        0 => _PyEval_EvalFrameDefault,
+        // SAFETY: only ever stored from a `_PyFrameEvalFunction` (see `install`).
+        address => unsafe { std::mem::transmute::<usize, ffi::_PyFrameEvalFunction>(address) },
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Consumers
+// ------------------------------------------------------------------------------------------
+
+/// Adds a consumer; the first one installs the eval-frame function.
+pub fn add_consumer(py: Python<'_>, consumer: Consumer) -> PyResult<()> {
+    interpreter::layout().map_err(|detail| {
+        FerrotraceError::new_err(format!(
+            "ferrotrace.Tracer cannot run on this interpreter: its {detail} layout is not the \
+             one ferrotrace was built for"
+        ))
+    })?;
+    if CODE_EXTRA_INDEX.load(Ordering::Relaxed) < 0 {
+        // SAFETY: the GIL is held.
+        let index = unsafe { ffi::PyUnstable_Eval_RequestCodeExtraIndex(keep_decision) };
+        if index < 0 {
+            return Err(PyRuntimeError::new_err(
+                "ferrotrace: no free co_extra slot for per-code decisions",
+            ));
+        }
+        CODE_EXTRA_INDEX.store(index, Ordering::Relaxed);
+    }
+    if with_engine(py, |engine| engine.environment.is_none()) {
+        let environment = library_environment(py)?;
+        with_engine(py, |engine| engine.environment = Some(environment));
+    }
+    install(py)?;
+    consumer::register(py, consumer);
+    consumers_changed(py);
+    Ok(())
+}
+
+/// Removes a consumer and gives it back (a recorder keeps its recording); the last one uninstalls the eval-frame function, unless another tool
+/// installed its own on top of it since (then ferrotrace's stays, passing every frame through,
+/// and the error says so).
+pub fn remove_consumer(py: Python<'_>, id: u64) -> PyResult<Option<Consumer>> {
+    let (removed, now_empty) = consumer::unregister(py, id);
+    consumers_changed(py);
+    if now_empty {
+        uninstall(py)?;
+    }
+    Ok(removed.into_iter().next())
+}
+
+/// New decisions for the new set of consumers.
+fn consumers_changed(py: Python<'_>) {
+    let (any, any_depth) = with_consumers(py, |consumers| {
+        (
+            !consumers.is_empty(),
+            consumers.iter().any(|c| c.filter.depth() > 0),
+        )
+    });
+    ANY_DEPTH.store(any_depth, Ordering::Relaxed);
+    let generation = if any { cache::next_generation() } else { 0 };
+    GENERATION.store(generation, Ordering::Relaxed);
+    let stale = with_engine(py, |engine| std::mem::take(&mut engine.wanted));
+    drop(stale);
+}
+
+fn install(py: Python<'_>) -> PyResult<()> {
+    if with_engine(py, |engine| engine.installed) {
+        return Ok(());
+    }
+    // SAFETY: the GIL is held.
+    unsafe {
+        let tstate = ffi::PyThreadState_Get();
+        let current = interpreter::eval_frame_function(tstate);
+        if !ptr::fn_addr_eq(current, eval_frame as ffi::_PyFrameEvalFunction) {
+            PREVIOUS_EVAL.store(current as usize, Ordering::Relaxed);
+        }
+        interpreter::set_eval_frame_function(tstate, eval_frame);
+    }
+    with_engine(py, |engine| engine.installed = true);
+    Ok(())
+}
+
+fn uninstall(py: Python<'_>) -> PyResult<()> {
+    if !with_engine(py, |engine| engine.installed) {
+        return Ok(());
+    }
+    // SAFETY: the GIL is held. PREVIOUS_EVAL stays set: evaluations that started through
+    // ferrotrace's function may still be running, and they return through it.
+    unsafe {
+        let tstate = ffi::PyThreadState_Get();
+        let current = interpreter::eval_frame_function(tstate);
+        if !ptr::fn_addr_eq(current, eval_frame as ffi::_PyFrameEvalFunction) {
+            return Err(FerrotraceError::new_err(
+                "ferrotrace.Tracer stopped, but its PEP 523 frame-evaluation hook cannot be \
+                 removed: another tool installed its own hook after it. Stop that tool first; \
+                 ferrotrace's hook now passes every frame through untraced",
+            ));
+        }
+        interpreter::set_eval_frame_function(tstate, previous_eval());
+    }
+    with_engine(py, |engine| engine.installed = false);
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------
+// Decisions
+// ------------------------------------------------------------------------------------------
+
+/// The `co_extra` slot's free function: the slot holds a plain number, nothing to free.
+unsafe extern "C" fn keep_decision(_decision: *mut c_void) {}
+
+/// The cached decision for `code` in this generation: whether some consumer wants it.
+///
+/// # Safety
+/// `code` is a live code object and the GIL is held.
+#[inline(always)]
+unsafe fn cached_decision(code: *mut ffi::PyObject, generation: u64) -> Option<bool> {
+    let index = CODE_EXTRA_INDEX.load(Ordering::Relaxed);
+    let mut extra: *mut c_void = ptr::null_mut();
+    if index < 0 || ffi::PyUnstable_Code_GetExtra(code, index, &mut extra) < 0 {
+        ffi::PyErr_Clear();
+        return None;
+    }
+    CachedDecision::from_raw(extra as u64)
+        .filter(|decision| decision.is_current(generation))
+        .map(CachedDecision::matches)
+}
+
+/// The consumers whose filter selects the code of `frame` (deciding on first sight).
+///
+/// # Safety
+/// `frame` is a live interpreter frame and the GIL is held.
+unsafe fn matching_consumers(py: Python<'_>, frame: *const InterpreterFrame) -> PyResult<Vec<u64>> {
+    let code = interpreter::code(frame);
+    let generation = GENERATION.load(Ordering::Relaxed);
+    match cached_decision(code, generation) {
+        Some(false) => return Ok(Vec::new()),
+        Some(true) => {
+            let key = code as usize;
+            if let Some(ids) = with_engine(py, |e| e.wanted.get(&key).map(|w| w.1.clone())) {
+                return Ok(ids);
+            }
+        }
+        None => {}
+    }
+    let code_object = Bound::from_borrowed_ptr(py, code);
+    let (filename, name, qualname) = code_names(&code_object)?;
+    let module = module_name(py, interpreter::globals(frame));
+    let info = CodeInfo {
+        filename: &filename,
+        name: &name,
+        qualname: &qualname,
+        module: module.as_deref(),
+    };
+    let ids = with_engine(py, |engine| match &engine.environment {
+        Some(env) => with_consumers(py, |consumers| consumer::matching(consumers, &info, env)),
+        None => Vec::new(),
+    });
+    let index = CODE_EXTRA_INDEX.load(Ordering::Relaxed);
+    if generation != 0 && index >= 0 {
+        let raw = CachedDecision::new(generation, !ids.is_empty()).to_raw();
+        if ffi::PyUnstable_Code_SetExtra(code, index, raw as *mut c_void) < 0 {
+            ffi::PyErr_Clear();
+        }
+    }
+    if !ids.is_empty() {
+        let replaced = with_engine(py, |engine| {
+            engine
+                .wanted
+                .insert(code as usize, (code_object.unbind(), ids.clone()))
+        });
+        drop(replaced);
+    }
+    Ok(ids)
+}
+
+/// `__name__` in a frame's globals, without running Python code.
+unsafe fn module_name(py: Python<'_>, globals: *mut ffi::PyObject) -> Option<String> {
+    if globals.is_null() || ffi::PyDict_Check(globals) == 0 {
+        return None;
+    }
+    let name = ffi::PyDict_GetItemWithError(globals, pyo3::intern!(py, "__name__").as_ptr());
+    if name.is_null() {
+        ffi::PyErr_Clear();
+        return None;
+    }
+    Bound::from_borrowed_ptr(py, name).extract().ok()
+}
+
+/// The matching consumers of each frame from `caller` outward (see [`depth_scope`]).
+///
+/// # Safety
+/// `caller` is null or a running interpreter frame, and the GIL is held.
+unsafe fn callers_matching(
+    py: Python<'_>,
+    caller: *mut InterpreterFrame,
+) -> impl Iterator<Item = PyResult<Vec<u64>>> + use<'_> {
+    let mut ancestor = caller;
+    std::iter::from_fn(move || {
+        if ancestor.is_null() {
+            return None;
+        }
+        // SAFETY: a running frame, and the frames that called it.
+        let matched = unsafe { matching_consumers(py, ancestor) };
+        ancestor = unsafe { interpreter::previous(ancestor) };
+        Some(matched)
+    })
+}
+
+// ------------------------------------------------------------------------------------------
+// The eval-frame function
+// ------------------------------------------------------------------------------------------
+
+/// What the hook changed before evaluating a frame, to be undone when it returns.
+struct Switched {
+    /// Whether the caller ran with ferrotrace's trampoline.
+    caller_traced: bool,
+    /// Whether this frame was pushed on the thread's traced frames.
+    pushed: bool,
+}
+
+/// The frame-evaluation function. Never unwinds into CPython.
+///
+/// # Safety
+/// Called by CPython only, with the GIL held and a live frame.
+unsafe extern "C" fn eval_frame(
+    tstate: *mut ffi::PyThreadState,
+    frame: *mut ffi::_PyInterpreterFrame,
+    throwflag: c_int,
+) -> *mut ffi::PyObject {
+    let iframe = interpreter::cast_frame(frame);
+    // Fast path, inline: the thread is not in ferrotrace's tracing and nothing is wanted.
+    let generation = GENERATION.load(Ordering::Relaxed);
+    let caller_traced = is_trampoline(interpreter::trace_hook(tstate));
+    if !caller_traced
+        && (generation == 0
+            || (!ANY_DEPTH.load(Ordering::Relaxed)
+                && cached_decision(interpreter::code(iframe), generation) == Some(false)))
+    {
+        return previous_eval()(tstate, frame, throwflag);
+    }
+    if interpreter::in_trace_function(tstate) {
+        // Code run by a trace or profile function is never traced.
+        return previous_eval()(tstate, frame, throwflag);
+    }
+    // SAFETY: the caller's guarantees are passed on.
+    let switched = panic::catch_unwind(AssertUnwindSafe(|| unsafe {
+        begin_frame(tstate, iframe, caller_traced)
+    }))
+    .unwrap_or(None);
+    let result = previous_eval()(tstate, frame, throwflag);
+    if let Some(switched) = switched {
+        // SAFETY: as above; the frame is still alive (its owner clears it after we return).
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| unsafe {
+            end_frame(tstate, iframe, switched, result)
+        }));
+    }
+    result
+}
+
+/// Runs `f` with the thread's error indicator saved and restored around it (an error `f`
+/// leaves is discarded), so that a pending exception is neither seen nor lost.
+///
+/// # Safety
+/// The GIL is held.
+unsafe fn with_error_aside<R>(f: impl FnOnce() -> R) -> R {
+    let (mut kind, mut value, mut traceback) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
+    ffi::PyErr_Fetch(&mut kind, &mut value, &mut traceback);
+    let result = f();
+    ffi::PyErr_Clear();
+    ffi::PyErr_Restore(kind, value, traceback);
+    result
+}
+
+/// Decides how `frame` runs and switches the thread's trace hook accordingly; None when
+/// nothing was changed.
+unsafe fn begin_frame(
+    tstate: *mut ffi::PyThreadState,
+    frame: *mut InterpreterFrame,
+    caller_traced: bool,
+) -> Option<Switched> {
+    let py = Python::assume_attached();
+    // A thrown exception is already set when a generator is resumed by `throw()`.
+    let consumers = with_error_aside(|| frame_consumers(py, tstate, frame).unwrap_or_default());
+    if consumers.is_empty() {
+        if !caller_traced {
+            return None;
+        }
+        // Below a traced frame: run untraced, with whatever hook the other tool has.
+        let chained = THREAD.try_with(|t| t.chained.get()).ok().flatten();
+        interpreter::set_trace_hook(tstate, chained);
+        return Some(Switched {
+            caller_traced,
+            pushed: false,
+        });
+    }
+    let current = interpreter::trace_hook(tstate);
+    let pushed = THREAD
+        .try_with(|thread| {
+            if !caller_traced {
+                thread.chained.set(current);
+            }
+            thread.traced.borrow_mut().push(TracedFrame {
+                frame,
+                consumers,
+                exception: None,
+            });
+        })
+        .is_ok();
+    if !pushed {
+        return None;
+    }
+    interpreter::set_trace_hook(tstate, Some(trampoline_hook()));
+    Some(Switched {
+        caller_traced,
+        pushed: true,
+    })
+}
+
+/// The consumers that trace this evaluation of `frame` on this thread.
+unsafe fn frame_consumers(
+    py: Python<'_>,
+    tstate: *mut ffi::PyThreadState,
+    frame: *const InterpreterFrame,
+) -> PyResult<Vec<u64>> {
+    let generation = GENERATION.load(Ordering::Relaxed);
+    if generation == 0 {
+        return Ok(Vec::new());
+    }
+    let on_thread = thread_consumers(py);
+    if on_thread.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ids = matching_consumers(py, frame)?;
+    if ANY_DEPTH.load(Ordering::Relaxed) {
+        let callers = callers_matching(py, interpreter::current_frame(tstate));
+        let scoped = depth_scope(py, &ids, callers)?;
+        ids.extend(scoped);
+    }
+    ids.retain(|id| on_thread.contains(id));
+    Ok(ids)
+}
+
+/// Undoes [`begin_frame`] after the frame's evaluation returned `result`: forgets the frame
+/// if it finished, and gives the caller back its mode, adopting the other tool's current
+/// hook if it changed meanwhile.
+unsafe fn end_frame(
+    tstate: *mut ffi::PyThreadState,
+    frame: *mut InterpreterFrame,
+    switched: Switched,
+    result: *mut ffi::PyObject,
+) {
+    if switched.pushed {
+        let popped = THREAD
+            .try_with(|thread| {
+                let mut traced = thread.traced.borrow_mut();
+                let at = traced.iter().rposition(|t| t.frame == frame)?;
+                Some(traced.remove(at))
+            })
+            .ok()
+            .flatten();
+        let frame_object = interpreter::frame_object(frame);
+        if !frame_object.is_null() && !interpreter::is_suspended(frame, result) {
+            let py = Python::assume_attached();
+            // Releasing local trace functions may run destructors: the frame's exception
+            // (if it raised) is kept aside meanwhile.
+            with_error_aside(|| delivery::forget_frame(py, frame_object as usize));
+        }
+        // Released outside the thread's stack (a destructor may start another frame).
+        with_error_aside(|| drop(popped));
+    }
+    let current = interpreter::trace_hook(tstate);
+    let other_tool = if is_trampoline(current) {
+        THREAD.try_with(|t| t.chained.get()).ok().flatten()
+    } else {
+        current
+    };
+    if switched.caller_traced {
+        let _ = THREAD.try_with(|t| t.chained.set(other_tool));
+        interpreter::set_trace_hook(tstate, Some(trampoline_hook()));
+    } else {
+        interpreter::set_trace_hook(tstate, other_tool);
+    }
+}
+
+/// After the calling thread's trace function was set (by `ferrotrace.settrace`): if the frame
+/// running is one that ferrotrace traces, its trampoline goes back in front of the new hook,
+/// which it calls first from now on. (CPython's own `sys.settrace` cannot tell ferrotrace; the
+/// frame then stays untraced until it calls a function or one returns to it.)
+pub fn adopt_trace_hook() {
+    // SAFETY: called from Python code, so the GIL is held and the thread state is live.
+    unsafe {
+        let tstate = ffi::PyThreadState_Get();
+        let current = interpreter::trace_hook(tstate);
+        if is_trampoline(current) || interpreter::in_trace_function(tstate) {
+            return;
+        }
+        let running = interpreter::current_frame(tstate);
+        let traced_here = THREAD
+            .try_with(|thread| {
+                thread
+                    .traced
+                    .borrow()
+                    .last()
+                    .is_some_and(|top| top.frame == running)
+            })
+            .unwrap_or(false);
+        if traced_here {
+            let _ = THREAD.try_with(|t| t.chained.set(current));
+            interpreter::set_trace_hook(tstate, Some(trampoline_hook()));
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The trace trampoline
+// ------------------------------------------------------------------------------------------
+
+/// The C trace hook of a thread while a traced frame runs. Never unwinds into CPython.
+///
+/// # Safety
+/// Called by CPython only, with the GIL held, a live frame and `obj` the thread's
+/// `c_traceobj` (another tool's, or null).
+unsafe extern "C" fn trampoline(
+    obj: *mut ffi::PyObject,
+    frame: *mut ffi::PyFrameObject,
+    what: c_int,
+    arg: *mut ffi::PyObject,
+) -> c_int {
+    never_unwind(
+        // SAFETY: the caller's guarantees are passed on.
+        || unsafe { dispatch(obj, frame, what, arg) },
+        || {},
+        c"ferrotrace: internal error in the Tracer's trampoline",
+    )
+}
+
+unsafe fn dispatch(
+    obj: *mut ffi::PyObject,
+    frame: *mut ffi::PyFrameObject,
+    what: c_int,
+    arg: *mut ffi::PyObject,
+) -> c_int {
+    let chained = THREAD.try_with(|t| t.chained.get()).ok().flatten();
+    if let Some(other_tool) = chained {
+        let status = other_tool(obj, frame, what, arg);
+        // The other tool may have set another function (or none), as a debugger does when
+        // it continues: from now on the trampoline chains to that.
+        let tstate = ffi::PyThreadState_Get();
+        let current = interpreter::trace_hook(tstate);
+        if !is_trampoline(current) {
+            let _ = THREAD.try_with(|t| t.chained.set(current));
+            interpreter::set_trace_hook(tstate, Some(trampoline_hook()));
+        }
+        if status != 0 {
+            // Its error propagates; the consumers do not see this event (as with
+            // sys.monitoring, where the first raising callback ends the event).
+            return status;
+        }
+    }
+    let Some(event) = TraceEvent::from_what(what) else {
+        return 0;
+    };
+    let target = interpreter::of_frame_object(frame);
+    let py = Python::assume_attached();
+    // An `exception` event's arg is `(type, value, traceback)`.
+    let arg_exception = if event == TraceEvent::Exception && !arg.is_null() {
+        Bound::from_borrowed_ptr(py, arg).get_item(1).ok()
+    } else {
+        None
+    };
+    // 3.11 reports a frame that an exception leaves as `return` with no value.
+    let unwinding = arg.is_null() && event == TraceEvent::Return;
+    let found = THREAD
+        .try_with(|thread| {
+            let mut traced = thread.traced.borrow_mut();
+            let top = traced.last_mut().filter(|top| top.frame == target)?;
+            let replaced = match &arg_exception {
+                Some(exception) => top.exception.replace(exception.clone().unbind()),
+                None => None,
+            };
+            let leaving = unwinding
+                .then(|| top.exception.as_ref().map(|e| e.clone_ref(py)))
+                .flatten();
+            Some((top.consumers.clone(), leaving, replaced))
+        })
+        .ok()
+        .flatten();
+    let Some((consumers, leaving, replaced)) = found else {
+        return 0;
+    };
+    drop(replaced);
+    let frame_object = Bound::from_borrowed_ptr(py, frame.cast());
+    let arg = if arg.is_null() {
+        py.None().into_bound(py)
+    } else {
+        Bound::from_borrowed_ptr(py, arg)
+    };
+    let code = Bound::from_borrowed_ptr(py, interpreter::code(target));
+    let exception = arg_exception.or_else(|| leaving.map(|e| e.into_bound(py)));
+    let site = EventFrame {
+        frame: &frame_object,
+        sets_lineno: false,
+        line: None,
+        occurrence: occurrence(event, &code, frame, &arg, exception.as_ref(), unwinding),
+    };
+    match delivery::deliver(py, &consumers, &site, event, &arg) {
+        Ok(()) => 0,
+        Err(err) => {
+            err.restore(py);
+            -1
+        }
+    }
+}
+
+/// The event as a record sink keeps it, at the line CPython set for the event; `exception` is
+/// the one raised (`exception`) or leaving the frame (an unwinding `return`).
+unsafe fn occurrence<'a, 'py>(
+    event: TraceEvent,
+    code: &'a Bound<'py, PyAny>,
+    frame: *mut ffi::PyFrameObject,
+    arg: &'a Bound<'py, PyAny>,
+    exception: Option<&'a Bound<'py, PyAny>>,
+    unwinding: bool,
+) -> Option<Occurrence<'a, 'py>> {
+    let kind = record_kind(event, unwinding)?;
+    let value = match kind {
+        EventKind::Return => Some(arg),
+        EventKind::Exception | EventKind::Unwind => exception,
+        EventKind::Call | EventKind::Line => None,
+    };
+    Some(Occurrence {
+        kind,
+        code,
+        line: recorded_line(frame, code, event),
+        value,
+        timestamp_ns: now_ns(),
+    })
+}
