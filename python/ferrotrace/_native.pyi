@@ -30,6 +30,14 @@ def _dispatch_count() -> int:
 def _set_empty_profile_hook(on: bool, /) -> None:
     """An empty C profile hook on the calling thread (a benchmark baseline, not a tool)."""
 
+# Python 3.11 only (the PEP 523 route of ``Tracer``), testing aids:
+def _eval_frame_hook() -> str:
+    """Whose frame-evaluation function runs: ``"default"``, ``"ferrotrace"`` or ``"other"``."""
+
+def _set_other_eval_frame_hook(on: bool, /) -> int:
+    """Install or remove a pass-through frame-evaluation function standing for another PEP 523
+    tool; returns how many frames it has seen."""
+
 class tracing:
     """Context manager: trace the calling thread with ``function`` inside the block."""
 

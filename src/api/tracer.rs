@@ -145,6 +145,8 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Tracer>()?;
     #[cfg(all(Py_3_11, not(Py_3_12)))]
     crate::bindings::interpreter::verify_layout(module.py())?;
+    #[cfg(all(Py_3_11, not(Py_3_12)))]
+    crate::hook::evalframe::register(module)?;
     #[cfg(Py_3_12)]
     crate::hook::monitoring::register(module)?;
     Ok(())

@@ -661,3 +661,84 @@ unsafe fn occurrence<'a, 'py>(
         timestamp_ns: now_ns(),
     })
 }
+
+// ------------------------------------------------------------------------------------------
+// Testing aids: the frame-evaluation slot as another PEP 523 tool would use it
+// ------------------------------------------------------------------------------------------
+
+/// What the pass-through hook below replaced (0: `_PyEval_EvalFrameDefault`).
+static OTHER_TOOL_PREVIOUS: AtomicUsize = AtomicUsize::new(0);
+/// Frames the pass-through hook saw.
+static OTHER_TOOL_FRAMES: AtomicU64 = AtomicU64::new(0);
+
+/// A pass-through frame-evaluation function standing for another PEP 523 tool.
+unsafe extern "C" fn other_tool_eval_frame(
+    tstate: *mut ffi::PyThreadState,
+    frame: *mut ffi::_PyInterpreterFrame,
+    throwflag: c_int,
+) -> *mut ffi::PyObject {
+    OTHER_TOOL_FRAMES.fetch_add(1, Ordering::Relaxed);
+    let previous = match OTHER_TOOL_PREVIOUS.load(Ordering::Relaxed) {
+        0 => _PyEval_EvalFrameDefault,
+        // SAFETY: only ever stored from a `_PyFrameEvalFunction`.
+        address => std::mem::transmute::<usize, ffi::_PyFrameEvalFunction>(address),
+    };
+    previous(tstate, frame, throwflag)
+}
+
+/// _eval_frame_hook()
+/// --
+///
+/// Whose frame-evaluation function the interpreter runs: "default", "ferrotrace" or "other"
+/// (a testing aid).
+#[pyfunction]
+pub fn _eval_frame_hook() -> &'static str {
+    // SAFETY: called from Python, so the GIL is held.
+    let current = unsafe { interpreter::eval_frame_function(ffi::PyThreadState_Get()) };
+    if ptr::fn_addr_eq(
+        current,
+        _PyEval_EvalFrameDefault as ffi::_PyFrameEvalFunction,
+    ) {
+        "default"
+    } else if ptr::fn_addr_eq(current, eval_frame as ffi::_PyFrameEvalFunction) {
+        "ferrotrace"
+    } else {
+        "other"
+    }
+}
+
+/// _set_other_eval_frame_hook(on, /)
+/// --
+///
+/// Installs (on=True) a pass-through frame-evaluation function standing for another PEP 523
+/// tool, on top of whatever is installed, or puts back what it replaced (on=False). Returns
+/// how many frames it has seen (a testing aid).
+#[pyfunction]
+#[pyo3(signature = (on, /))]
+pub fn _set_other_eval_frame_hook(on: bool) -> u64 {
+    // SAFETY: called from Python, so the GIL is held.
+    unsafe {
+        let tstate = ffi::PyThreadState_Get();
+        let current = interpreter::eval_frame_function(tstate);
+        let installed =
+            ptr::fn_addr_eq(current, other_tool_eval_frame as ffi::_PyFrameEvalFunction);
+        if on && !installed {
+            OTHER_TOOL_FRAMES.store(0, Ordering::Relaxed);
+            OTHER_TOOL_PREVIOUS.store(current as usize, Ordering::Relaxed);
+            interpreter::set_eval_frame_function(tstate, other_tool_eval_frame);
+        } else if !on && installed {
+            let previous = match OTHER_TOOL_PREVIOUS.load(Ordering::Relaxed) {
+                0 => _PyEval_EvalFrameDefault,
+                address => std::mem::transmute::<usize, ffi::_PyFrameEvalFunction>(address),
+            };
+            interpreter::set_eval_frame_function(tstate, previous);
+        }
+    }
+    OTHER_TOOL_FRAMES.load(Ordering::Relaxed)
+}
+
+pub fn register(module: &Bound<'_, pyo3::types::PyModule>) -> PyResult<()> {
+    module.add_function(wrap_pyfunction!(_eval_frame_hook, module)?)?;
+    module.add_function(wrap_pyfunction!(_set_other_eval_frame_hook, module)?)?;
+    Ok(())
+}
