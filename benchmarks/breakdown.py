@@ -185,10 +185,10 @@ def main(argv: list[str] | None = None) -> int:
             n = by_group.get(name, 0)
             if abs(n) < total * 0.005:
                 continue
-            row = [name, f"{n / 1e6:,.1f}M", f"{n / total:.0%}"]
+            row = [name, f"{n / 1e6:,.2f}M", f"{n / total:.0%}"]
             rows.append(row + ([f"{n / events:,.0f}"] if events else []))
         rows.append(
-            ["total", f"{total / 1e6:,.1f}M", "100%"]
+            ["total", f"{total / 1e6:,.2f}M", "100%"]
             + ([f"{total / events:,.0f}"] if events else [])
         )
         print(format_table(header, rows))
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         print("largest functions:")
         for (_, function), n in top:
             tail = f", {n / events:,.0f} per event" if events else ""
-            print(f"  {n / 1e6:8,.1f}M  {short(function)}{tail}")
+            print(f"  {n / 1e6:9,.2f}M  {short(function)}{tail}")
     return 0
 
 
