@@ -14,8 +14,10 @@ of the child (all threads) and as wall time; its ratio is that median over the m
 
 Tools (a tool that is missing in an interpreter is reported unsupported, not failed):
 
-- ``ferrotrace trace``: ``python -m ferrotrace trace --format perfetto -o FILE``, every call
-  kept, native buffers, Perfetto protobuf;
+- ``ferrotrace trace``: ``python -m ferrotrace trace --format perfetto --file '**' -o FILE``:
+  every call of every Python function (``--file '**'`` selects all code, the standard library
+  included, as the other two record; the default would be only the user's own code), all kept
+  in native buffers, Perfetto protobuf;
 - ``viztracer``: ``python -m viztracer --quiet --ignore_c_function --tracer_entries N -o
   FILE.json``: Python calls only (as the other two record) and a ring buffer large enough that
   no call of these workloads is dropped (its default keeps only the last 1,000,000);
@@ -81,7 +83,8 @@ def _plain(python: str, stem: Path) -> tuple[list[str], Path | None]:
 
 def _ferrotrace(python: str, stem: Path) -> tuple[list[str], Path | None]:
     out = stem.with_suffix(".perfetto-trace")
-    return [python, "-m", "ferrotrace", "trace", "--format", "perfetto", "-o", str(out)], out
+    command = [python, "-m", "ferrotrace", "trace", "--format", "perfetto", "--file", "**"]
+    return [*command, "-o", str(out)], out
 
 
 def _viztracer(python: str, stem: Path) -> tuple[list[str], Path | None]:
