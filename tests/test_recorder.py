@@ -356,3 +356,45 @@ def test_a_repr_that_raises_does_not_reach_the_program() -> None:
         value = make()
     assert isinstance(value, Broken)
     assert recorder.call_count == 1
+
+
+def test_exit_lines_off_keeps_call_lines_only(tmp_path: Path) -> None:
+    recorder = ferrotrace.Recorder(functions=["catches", "failing"], exit_lines=False)
+    with recorder:
+        catches()
+    path = tmp_path / "trace.txt"
+    recorder.write(path, "text")
+    entries = [line.split()[:2] for line in path.read_text().splitlines()]
+    first = catches.__code__.co_firstlineno
+    calls = [where for kind, where in entries if kind == "call"]
+    assert [where.rsplit(":", 1)[1] for where in calls] == [
+        str(first),
+        str(failing.__code__.co_firstlineno),
+    ]
+    exits = [where for kind, where in entries if kind in ("return", "unwind", "exception")]
+    assert exits and all(where.endswith(":0") for where in exits)
+
+
+def test_a_recorder_beside_a_tracer_sees_the_same_calls(tmp_path: Path) -> None:
+    """With a callback consumer present, events take the general path; both get theirs."""
+    seen: list[str] = []
+
+    def callback(frame, event, arg):
+        if event == "call":
+            seen.append(frame.f_code.co_name)
+        return callback
+
+    recorder = ferrotrace.Recorder(functions=["fib", "catches", "failing"])
+    tracer = ferrotrace.Tracer(callback, functions=["fib", "catches", "failing"])
+    recorder.start()
+    tracer.start()
+    try:
+        fib(5)
+        catches()
+    finally:
+        tracer.stop()
+        recorder.stop()
+    slices = [e for e in chrome_events(recorder, tmp_path) if e["ph"] == "X"]
+    assert Counter(e["name"] for e in slices) == Counter(seen)
+    assert Counter(seen) == {"fib": 15, "catches": 1, "failing": 1}
+    assert_properly_nested(slices)

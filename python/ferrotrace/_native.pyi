@@ -30,14 +30,6 @@ def _dispatch_count() -> int:
 def _set_empty_profile_hook(on: bool, /) -> None:
     """An empty C profile hook on the calling thread (a benchmark baseline, not a tool)."""
 
-# Python 3.11 only (the PEP 523 route of ``Tracer``), testing aids:
-def _eval_frame_hook() -> str:
-    """Whose frame-evaluation function runs: ``"default"``, ``"ferrotrace"`` or ``"other"``."""
-
-def _set_other_eval_frame_hook(on: bool, /) -> int:
-    """Install or remove a pass-through frame-evaluation function standing for another PEP 523
-    tool; returns how many frames it has seen."""
-
 class tracing:
     """Context manager: trace the calling thread with ``function`` inside the block."""
 
@@ -54,8 +46,7 @@ class tracing:
     ) -> bool: ...
 
 class Tracer:
-    """A trace function with a native filter (``sys.monitoring`` on 3.12+, a PEP 523
-    frame-evaluation hook on 3.11).
+    """A trace function with a native filter (Python 3.12+ for now).
 
     ``callback(frame, event, arg)`` has the contract of a ``sys.settrace`` global function but
     sees only the scopes the filter selects; it is independent of ``sys.settrace`` and of
@@ -109,11 +100,14 @@ class DebuggerCore:
 
 class Recorder:
     """Records the events a native filter selects into native per-thread buffers, with no
-    Python call per event, and writes them as a Perfetto, Chrome JSON or text trace.
+    Python call per event, and writes them as a Perfetto, Chrome JSON or text trace
+    (Python 3.12+ for now).
 
     The filter arguments are ``Tracer``'s. With ``reprs=True`` the repr of returned values and
     the message of exceptions are recorded too (this runs their ``__repr__``/``__str__``);
-    without it exceptions are recorded by their type's name and values not at all.
+    without it exceptions are recorded by their type's name and values not at all. With
+    ``exit_lines=False`` a frame's exit and an exception record line 0 instead of their line
+    (the Chrome and Perfetto files do not show it, and finding it costs most per event).
     """
 
     def __init__(
@@ -127,6 +121,7 @@ class Recorder:
         events: str | None = None,
         depth: int = 0,
         reprs: bool = False,
+        exit_lines: bool = True,
     ) -> None: ...
     @property
     def running(self) -> bool: ...

@@ -21,7 +21,7 @@ use crate::record::Recording;
 static NEXT_ID: AtomicU64 = AtomicU64::new(1 << 62);
 
 /// Recorder(*, modules=(), files=(), functions=(), user_code=False, threads=(), events=None,
-///          depth=0, reprs=False)
+///          depth=0, reprs=False, exit_lines=True)
 /// --
 ///
 /// Records the events the filter selects into native per-thread buffers (no Python call per
@@ -31,6 +31,7 @@ pub struct Recorder {
     id: u64,
     filter: Filter,
     reprs: bool,
+    exit_lines: bool,
     /// The recording while stopped; while running it is in the backend's consumer.
     sink: Option<Box<RecordSink>>,
     running: bool,
@@ -40,7 +41,8 @@ pub struct Recorder {
 impl Recorder {
     #[new]
     #[pyo3(signature = (*, modules=Vec::new(), files=Vec::new(), functions=Vec::new(),
-                        user_code=false, threads=Vec::new(), events=None, depth=0, reprs=false))]
+                        user_code=false, threads=Vec::new(), events=None, depth=0, reprs=false,
+                        exit_lines=true))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         modules: Vec<String>,
@@ -51,6 +53,7 @@ impl Recorder {
         events: Option<String>,
         depth: u32,
         reprs: bool,
+        exit_lines: bool,
     ) -> PyResult<Self> {
         let spec = FilterSpec {
             modules,
@@ -66,6 +69,7 @@ impl Recorder {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             filter,
             reprs,
+            exit_lines,
             sink: None,
             running: false,
         })
@@ -82,7 +86,11 @@ impl Recorder {
         py.import("threading")?;
         let sink = match self.sink.take() {
             Some(sink) => sink,
-            None => Box::new(RecordSink::new(current_process(py), self.reprs)),
+            None => Box::new(RecordSink::new(
+                current_process(py),
+                self.reprs,
+                self.exit_lines,
+            )),
         };
         let thread = if all_threads {
             None

@@ -75,7 +75,12 @@ fn action(
 
 /// Records an event the record sink of consumer `id` could not record without Python: the
 /// missing pieces are gathered outside the registry's borrow.
-fn record_with_python(py: Python<'_>, id: u64, missing: Missing, occurrence: &Occurrence<'_, '_>) {
+pub fn record_with_python(
+    py: Python<'_>,
+    id: u64,
+    missing: Missing,
+    occurrence: &Occurrence<'_, '_>,
+) {
     let gathered = missing.gather(py, occurrence);
     let released = with_consumer(py, id, |consumer| match &mut consumer.sink {
         Sink::Record(sink) => {

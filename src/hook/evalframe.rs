@@ -35,7 +35,7 @@ use crate::hook::consumer::{self, with_consumers, Consumer};
 use crate::hook::decision::{code_names, depth_scope, library_environment, thread_consumers};
 use crate::hook::delivery::{self, EventFrame};
 use crate::hook::legacy::never_unwind;
-use crate::hook::record_sink::{now_ns, record_kind, recorded_line, Occurrence};
+use crate::hook::record_sink::{now_ns, record_kind, LineSource, Occurrence};
 use crate::protocol::TraceEvent;
 use crate::record::EventKind;
 
@@ -656,7 +656,7 @@ unsafe fn occurrence<'a, 'py>(
     Some(Occurrence {
         kind,
         code,
-        line: recorded_line(frame, code, event),
+        line: LineSource::Frame(frame),
         value,
         timestamp_ns: now_ns(),
     })

@@ -10,6 +10,7 @@
 //! `backend`: which of the two runs the consumers on this interpreter.
 //! `record_sink`: the consumer that records events natively, for every backend.
 
+pub mod addr_hash;
 pub mod backend;
 pub mod consumer;
 pub mod decision;

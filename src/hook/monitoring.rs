@@ -8,9 +8,8 @@
 //! tools never share `frame.f_trace`.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::ffi::c_int;
-use std::sync::{LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::ffi;
@@ -19,10 +18,11 @@ use pyo3::types::{PyModule, PyTuple};
 
 use crate::bindings::frame;
 use crate::filter::{CodeInfo, Environment};
-use crate::hook::consumer::{self, with_consumers, Consumer};
+use crate::hook::addr_hash::AddrMap;
+use crate::hook::consumer::{self, with_consumers, Consumer, Sink};
 use crate::hook::decision::{code_names, depth_scope, library_environment, thread_consumers};
 use crate::hook::delivery::{self, EventFrame};
-use crate::hook::record_sink::{now_ns, record_kind, recorded_line, Occurrence};
+use crate::hook::record_sink::{now_ns, record_kind, LineSource, Missing, Occurrence};
 use crate::protocol::TraceEvent;
 use crate::record::EventKind;
 
@@ -53,7 +53,7 @@ struct CodeEntry {
     /// Keeps the address from being reused by another code object while the entry lives.
     _code: Py<PyAny>,
     /// Which consumers (by index in `consumers`) want this code.
-    wanted_by: Vec<u64>,
+    wanted_by: Arc<[u64]>,
     local_events: u32,
 }
 
@@ -61,7 +61,7 @@ struct Engine {
     tool: Option<u8>,
     /// Whether `GLOBAL_EVENTS` (rather than only `DISCOVERY_EVENTS`) are on.
     global_events_on: bool,
-    codes: HashMap<usize, CodeEntry>,
+    codes: AddrMap<usize, CodeEntry>,
     environment: Option<Environment>,
 }
 
@@ -77,7 +77,7 @@ static ENGINE: LazyLock<GilCell> = LazyLock::new(|| {
     GilCell(RefCell::new(Engine {
         tool: None,
         global_events_on: false,
-        codes: HashMap::new(),
+        codes: AddrMap::default(),
         environment: None,
     }))
 });
@@ -284,7 +284,7 @@ fn wanted_by(
     frame: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Vec<u64>> {
     let key = code.as_ptr() as usize;
-    if let Some(ids) = with_engine(py, |e| e.codes.get(&key).map(|c| c.wanted_by.clone())) {
+    if let Some(ids) = with_engine(py, |e| e.codes.get(&key).map(|c| c.wanted_by.to_vec())) {
         return Ok(ids);
     }
     let (filename, name, qualname) = code_names(code)?;
@@ -310,7 +310,7 @@ fn wanted_by(
             key,
             CodeEntry {
                 _code: code.clone().unbind(),
-                wanted_by: ids.clone(),
+                wanted_by: Arc::from(ids.as_slice()),
                 local_events: 0,
             },
         )
@@ -383,6 +383,8 @@ fn current_module_name(py: Python<'_>) -> Option<String> {
 
 /// What the `sys.monitoring` event said beyond the legacy event: record sinks keep it.
 struct Source<'a, 'py> {
+    /// The instruction's byte offset.
+    offset: i64,
     /// The exception raised (`exception`) or unwinding the frame (`return` by `PY_UNWIND`).
     exception: Option<&'a Bound<'py, PyAny>>,
     /// `PY_UNWIND`: the frame exits by an exception.
@@ -390,12 +392,94 @@ struct Source<'a, 'py> {
 }
 
 impl Source<'_, '_> {
-    fn plain() -> Self {
+    fn at(offset: i64) -> Self {
         Source {
+            offset,
             exception: None,
             unwinding: false,
         }
     }
+}
+
+/// The event as a record sink keeps it, stamped now.
+fn occurrence_of<'a, 'py>(
+    kind: EventKind,
+    code: &'a Bound<'py, PyAny>,
+    arg: &'a Bound<'py, PyAny>,
+    line: LineSource,
+    source: &Source<'a, 'py>,
+) -> Occurrence<'a, 'py> {
+    Occurrence {
+        kind,
+        code,
+        line,
+        value: match kind {
+            EventKind::Return => Some(arg),
+            EventKind::Exception | EventKind::Unwind => source.exception,
+            EventKind::Call | EventKind::Line => None,
+        },
+        timestamp_ns: now_ns(),
+    }
+}
+
+/// The hot path of recorders: when every consumer records natively with no `depth` and no
+/// thread filter, and `code` was decided before, the event is recorded in one borrow of each
+/// table, with no frame object and no Python call (unless a repr is wanted). False when the
+/// general path must handle it.
+fn record_fast(
+    py: Python<'_>,
+    code: &Bound<'_, PyAny>,
+    event: TraceEvent,
+    arg: &Bound<'_, PyAny>,
+    line: Option<c_int>,
+    source: &Source<'_, '_>,
+) -> bool {
+    let Some(kind) = record_kind(event, source.unwinding) else {
+        return false;
+    };
+    let key = code.as_ptr() as usize;
+    let Some(wanted) = with_engine(py, |engine| {
+        let entry = engine.codes.get(&key)?;
+        (!entry.wanted_by.is_empty()).then(|| entry.wanted_by.clone())
+    }) else {
+        return false;
+    };
+    let line = match line {
+        Some(line) => LineSource::Known(u32::try_from(line).unwrap_or(0)),
+        None => LineSource::Offset(source.offset),
+    };
+    let occurrence = occurrence_of(kind, code, arg, line, source);
+    // SAFETY: always safe to call.
+    let thread = unsafe { ffi::PyThread_get_thread_ident() as u64 };
+    let mut needs_python: Vec<(u64, Missing)> = Vec::new();
+    let handled = with_consumers(py, |consumers| {
+        let simple = consumers.iter().all(|c| {
+            matches!(c.sink, Sink::Record(_))
+                && c.filter.depth() == 0
+                && c.filter.spec().threads.is_empty()
+        });
+        if !simple {
+            return false;
+        }
+        for &id in wanted.iter() {
+            let Some(consumer) = consumers.iter_mut().find(|c| c.id == id) else {
+                continue;
+            };
+            if !consumer.traces_thread(thread) || !consumer.filter.events().contains(event) {
+                continue;
+            }
+            if let Sink::Record(sink) = &mut consumer.sink {
+                if let Err(missing) = sink.try_record(&occurrence) {
+                    needs_python.push((id, missing));
+                }
+            }
+        }
+        true
+    });
+    for (id, missing) in needs_python {
+        delivery::record_with_python(py, id, missing, &occurrence);
+    }
+    handled
 }
 
 /// Delivers one legacy event to every consumer that wants `code` on this thread.
@@ -408,6 +492,9 @@ fn deliver(
     final_exit: bool,
     source: Source<'_, '_>,
 ) -> PyResult<()> {
+    if record_fast(py, code, event, arg, line, &source) {
+        return Ok(());
+    }
     let mut ids = wanted_by(py, code, None)?;
     ids.extend(scoped_consumers(py, current_frame_key()));
     if ids.is_empty() {
@@ -424,21 +511,12 @@ fn deliver(
     }
     // SAFETY: a live frame, borrowed; we take a strong reference for the duration of the event.
     let frame_obj = unsafe { Bound::from_borrowed_ptr(py, raw_frame.cast()) };
-    let occurrence = record_kind(event, source.unwinding).map(|kind| Occurrence {
-        kind,
-        code,
-        line: match line {
-            Some(line) => u32::try_from(line).unwrap_or(0),
-            // SAFETY: a live frame (the one the monitoring callback is about).
-            None => unsafe { recorded_line(raw_frame, code, event) },
-        },
-        value: match kind {
-            EventKind::Return => Some(arg),
-            EventKind::Exception | EventKind::Unwind => source.exception,
-            EventKind::Call | EventKind::Line => None,
-        },
-        timestamp_ns: now_ns(),
-    });
+    let line_source = match line {
+        Some(line) => LineSource::Known(u32::try_from(line).unwrap_or(0)),
+        None => LineSource::Frame(raw_frame),
+    };
+    let occurrence = record_kind(event, source.unwinding)
+        .map(|kind| occurrence_of(kind, code, arg, line_source, &source));
     let site = EventFrame {
         frame: &frame_obj,
         sets_lineno: true,
@@ -519,7 +597,11 @@ fn decide_frame_scope(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<Frame
 }
 
 #[pyfunction]
-pub fn _on_start(py: Python<'_>, code: &Bound<'_, PyAny>, _offset: i64) -> PyResult<Py<PyAny>> {
+pub fn _on_start(py: Python<'_>, code: &Bound<'_, PyAny>, offset: i64) -> PyResult<Py<PyAny>> {
+    let none = py.None().into_bound(py);
+    if record_fast(py, code, TraceEvent::Call, &none, None, &Source::at(offset)) {
+        return Ok(py.None());
+    }
     match decide_frame_scope(py, code)? {
         FrameScope::Never => return disable(py),
         FrameScope::NotNow => return Ok(py.None()),
@@ -532,7 +614,7 @@ pub fn _on_start(py: Python<'_>, code: &Bound<'_, PyAny>, _offset: i64) -> PyRes
         &py.None().into_bound(py),
         None,
         false,
-        Source::plain(),
+        Source::at(offset),
     )?;
     Ok(py.None())
 }
@@ -541,7 +623,7 @@ pub fn _on_start(py: Python<'_>, code: &Bound<'_, PyAny>, _offset: i64) -> PyRes
 pub fn _on_throw(
     py: Python<'_>,
     code: &Bound<'_, PyAny>,
-    _offset: i64,
+    offset: i64,
     _exception: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
     // A global event (no DISABLE): the scope is decided again, as at any resume.
@@ -555,7 +637,7 @@ pub fn _on_throw(
         &py.None().into_bound(py),
         None,
         false,
-        Source::plain(),
+        Source::at(offset),
     )
 }
 
@@ -563,10 +645,10 @@ pub fn _on_throw(
 pub fn _on_return(
     py: Python<'_>,
     code: &Bound<'_, PyAny>,
-    _offset: i64,
+    offset: i64,
     value: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    let source = Source::plain();
+    let source = Source::at(offset);
     deliver(py, code, TraceEvent::Return, value, None, true, source)
 }
 
@@ -574,10 +656,10 @@ pub fn _on_return(
 pub fn _on_yield(
     py: Python<'_>,
     code: &Bound<'_, PyAny>,
-    _offset: i64,
+    offset: i64,
     value: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    let source = Source::plain();
+    let source = Source::at(offset);
     deliver(py, code, TraceEvent::Return, value, None, false, source)
 }
 
@@ -585,7 +667,7 @@ pub fn _on_yield(
 pub fn _on_unwind(
     py: Python<'_>,
     code: &Bound<'_, PyAny>,
-    _offset: i64,
+    offset: i64,
     exception: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
     deliver(
@@ -596,6 +678,7 @@ pub fn _on_unwind(
         None,
         true,
         Source {
+            offset,
             exception: Some(exception),
             unwinding: true,
         },
@@ -606,7 +689,7 @@ pub fn _on_unwind(
 pub fn _on_raise(
     py: Python<'_>,
     code: &Bound<'_, PyAny>,
-    _offset: i64,
+    offset: i64,
     exception: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
     // RAISE is a global event: fires for every code object, wanted or not.
@@ -625,6 +708,7 @@ pub fn _on_raise(
         ],
     )?;
     let source = Source {
+        offset,
         exception: Some(exception),
         unwinding: false,
     };
@@ -652,7 +736,7 @@ pub fn _on_line(py: Python<'_>, code: &Bound<'_, PyAny>, line: i64) -> PyResult<
         &py.None().into_bound(py),
         Some(line),
         false,
-        Source::plain(),
+        Source::at(0),
     )
 }
 
@@ -685,7 +769,7 @@ pub fn _on_jump(
             &py.None().into_bound(py),
             Some(to_line),
             false,
-            Source::plain(),
+            Source::at(0),
         )?;
     }
     Ok(py.None())
@@ -706,7 +790,7 @@ pub fn _on_instruction(py: Python<'_>, code: &Bound<'_, PyAny>, _offset: i64) ->
         &py.None().into_bound(py),
         None,
         false,
-        Source::plain(),
+        Source::at(0),
     )
 }
 

@@ -14,7 +14,6 @@
 //! [`Instant`]) since the first recorder of the process started.
 
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
 use std::time::Instant;
@@ -22,6 +21,7 @@ use std::time::Instant;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
+use crate::hook::addr_hash::AddrMap;
 use crate::protocol::TraceEvent;
 use crate::record::{Event, EventKind, FunctionId, FunctionInfo, ProcessInfo, Recording};
 
@@ -58,12 +58,24 @@ fn native_tid() -> u64 {
     })
 }
 
+/// Where an event's line comes from; the sink looks it up only if it keeps it.
+#[derive(Clone, Copy, Debug)]
+pub enum LineSource {
+    /// Already known (a `line` event).
+    Known(u32),
+    /// The instruction at this byte offset of the running code (what `sys.monitoring` passes);
+    /// an offset without a line of its own (inside an instruction's cache) asks the frame.
+    Offset(i64),
+    /// The current line of this live frame, as `frame.f_lineno` shows it to a trace function.
+    Frame(*mut ffi::PyFrameObject),
+}
+
 /// One legacy event as a backend sees it.
 pub struct Occurrence<'a, 'py> {
     pub kind: EventKind,
     /// The code object running; its address identifies it while the sink holds it.
     pub code: &'a Bound<'py, PyAny>,
-    pub line: u32,
+    pub line: LineSource,
     /// For `Return`: the value; for `Exception` and `Unwind`: the exception instance.
     pub value: Option<&'a Bound<'py, PyAny>>,
     pub timestamp_ns: u64,
@@ -72,6 +84,33 @@ pub struct Occurrence<'a, 'py> {
 impl Occurrence<'_, '_> {
     fn code_key(&self) -> usize {
         self.code.as_ptr() as usize
+    }
+
+    /// The event's line; 0 if there is none. Calls no Python code (a frame object may be
+    /// created for [`LineSource::Offset`]'s fallback, which runs none).
+    fn resolve_line(&self) -> u32 {
+        let raw = match self.line {
+            LineSource::Known(line) => return line,
+            // SAFETY: `code` is a live code object and the GIL is held (backends call the sink
+            // from their event callbacks).
+            LineSource::Offset(offset) => unsafe {
+                let offset = std::ffi::c_int::try_from(offset).unwrap_or(-1);
+                match ffi::PyCode_Addr2Line(self.code.as_ptr().cast(), offset) {
+                    line if line > 0 => line,
+                    _ => {
+                        let frame = ffi::PyEval_GetFrame();
+                        if frame.is_null() {
+                            0
+                        } else {
+                            ffi::PyFrame_GetLineNumber(frame)
+                        }
+                    }
+                }
+            },
+            // SAFETY: the backend passes the live frame the event is about.
+            LineSource::Frame(frame) => unsafe { ffi::PyFrame_GetLineNumber(frame) },
+        };
+        u32::try_from(raw).unwrap_or(0)
     }
 }
 
@@ -86,30 +125,6 @@ pub fn record_kind(event: TraceEvent, unwinding: bool) -> Option<EventKind> {
         TraceEvent::Exception => EventKind::Exception,
         _ => return None,
     })
-}
-
-/// The line recorded for an event: the frame's line, as `frame.f_lineno` shows it to a trace
-/// function (not the offsets `sys.monitoring` passes, which may point into an instruction's
-/// cache, which has no line); for a call at an instruction without a line (a module's first),
-/// the code's first line.
-///
-/// # Safety
-/// `raw_frame` is a live frame (the one the event is about) and the GIL is held.
-pub unsafe fn recorded_line(
-    raw_frame: *mut ffi::PyFrameObject,
-    code: &Bound<'_, PyAny>,
-    event: TraceEvent,
-) -> u32 {
-    // SAFETY: the caller's guarantee.
-    let line = unsafe { ffi::PyFrame_GetLineNumber(raw_frame) };
-    match u32::try_from(line) {
-        Ok(line) if line > 0 => line,
-        _ if event == TraceEvent::Call => code
-            .getattr("co_firstlineno")
-            .and_then(|first| first.extract())
-            .unwrap_or(0),
-        _ => 0,
-    }
 }
 
 /// What [`RecordSink::try_record`] could not do without Python.
@@ -161,21 +176,26 @@ pub struct RecordSink {
     /// Python code per event); without it an exception is described by its type's name and a
     /// returned value not at all.
     reprs: bool,
+    /// Whether a frame's exit (`return`, `unwind`) and an `exception` record their line (the
+    /// text format shows it; the trace files do not, and looking it up costs most at the end
+    /// of long functions). Without it they record line 0.
+    exit_lines: bool,
     /// Function ids by code object address; the code objects are kept alive so that no other
     /// code object can take an address while the sink refers to it.
-    functions: HashMap<usize, (Py<PyAny>, FunctionId)>,
+    functions: AddrMap<usize, (Py<PyAny>, FunctionId)>,
     /// Buffer index by native thread id.
-    threads: HashMap<u64, usize>,
+    threads: AddrMap<u64, usize>,
 }
 
 impl RecordSink {
-    pub fn new(process: ProcessInfo, reprs: bool) -> Self {
+    pub fn new(process: ProcessInfo, reprs: bool, exit_lines: bool) -> Self {
         RecordSink {
             serial: NEXT_SINK_SERIAL.fetch_add(1, Ordering::Relaxed),
             recording: Recording::new(process),
             reprs,
-            functions: HashMap::new(),
-            threads: HashMap::new(),
+            exit_lines,
+            functions: AddrMap::default(),
+            threads: AddrMap::default(),
         }
     }
 
@@ -271,6 +291,22 @@ impl RecordSink {
         index
     }
 
+    fn line_of(&self, occurrence: &Occurrence<'_, '_>, function: FunctionId) -> u32 {
+        match occurrence.kind {
+            EventKind::Return | EventKind::Unwind | EventKind::Exception if !self.exit_lines => 0,
+            EventKind::Call => match occurrence.resolve_line() {
+                // A module's first instruction has no line: its first line.
+                0 => self
+                    .recording
+                    .functions
+                    .get(function)
+                    .map_or(0, |info| info.first_line),
+                line => line,
+            },
+            _ => occurrence.resolve_line(),
+        }
+    }
+
     #[inline]
     fn push(
         &mut self,
@@ -279,12 +315,13 @@ impl RecordSink {
         function: FunctionId,
         detail: Option<Box<str>>,
     ) {
+        let line = self.line_of(occurrence, function);
         if let Some(thread) = self.recording.thread_mut(buffer) {
             thread.push(Event {
                 timestamp_ns: occurrence.timestamp_ns,
                 detail,
                 function,
-                line: occurrence.line,
+                line,
                 kind: occurrence.kind,
             });
         }

@@ -29,7 +29,7 @@
 
 use std::io::{self, BufWriter, Write};
 
-use super::protobuf::{put_varint, Encoder, WIRE_LEN};
+use super::protobuf::{varint_array, Encoder, WIRE_LEN};
 use super::spans::{End, Step, Steps};
 use super::{describe, TraceWriter};
 use crate::record::{Event, FunctionId, Recording, ThreadBuffer};
@@ -199,13 +199,10 @@ impl TraceWriter for PerfettoWriter {
 
 /// Writes `packet` as one `Trace.packet` field.
 fn emit(out: &mut impl Write, packet: &Encoder) -> io::Result<()> {
-    let mut key = Vec::with_capacity(12);
-    put_varint(
-        &mut key,
-        (u64::from(field::TRACE_PACKET) << 3) | u64::from(WIRE_LEN),
-    );
-    put_varint(&mut key, packet.bytes().len() as u64);
-    out.write_all(&key)?;
+    let (key, key_len) = varint_array((u64::from(field::TRACE_PACKET) << 3) | u64::from(WIRE_LEN));
+    let (len, len_len) = varint_array(packet.bytes().len() as u64);
+    out.write_all(&key[..key_len])?;
+    out.write_all(&len[..len_len])?;
     out.write_all(packet.bytes())
 }
 

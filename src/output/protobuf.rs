@@ -1,7 +1,8 @@
 //! A minimal protobuf encoder: the handful of wire types the Perfetto writer needs.
 //!
-//! A message is encoded into a byte vector; a nested message is written in place and its
-//! length inserted in front of it afterwards, so the output is canonical (shortest varints).
+//! A message is encoded into a byte vector; a nested message is written in place after one
+//! byte kept for its length, which is filled in afterwards (and widened, moving the body, only
+//! for a message of 128 bytes or more), so the output is canonical (shortest varints).
 
 /// Wire type of `int32`, `int64`, `uint32`, `uint64`, `bool` and enums.
 pub const WIRE_VARINT: u8 = 0;
@@ -15,6 +16,19 @@ pub fn put_varint(buf: &mut Vec<u8>, mut value: u64) {
         value >>= 7;
     }
     buf.push(value as u8);
+}
+
+/// `value` as a varint in a fixed array: (bytes, how many are used).
+pub fn varint_array(mut value: u64) -> ([u8; 10], usize) {
+    let mut bytes = [0u8; 10];
+    let mut len = 0;
+    while value >= 0x80 {
+        bytes[len] = (value as u8) | 0x80;
+        value >>= 7;
+        len += 1;
+    }
+    bytes[len] = value as u8;
+    (bytes, len + 1)
 }
 
 /// An encoder of one message (and the messages nested in it).
@@ -73,12 +87,17 @@ impl Encoder {
     /// A nested message, written by `body`.
     pub fn message(&mut self, field: u32, body: impl FnOnce(&mut Encoder)) {
         self.key(field, WIRE_LEN);
-        let start = self.buf.len();
+        let length_at = self.buf.len();
+        self.buf.push(0);
         body(self);
-        let len = self.buf.len() - start;
-        let mut prefix = Vec::with_capacity(10);
-        put_varint(&mut prefix, len as u64);
-        self.buf.splice(start..start, prefix);
+        let len = self.buf.len() - length_at - 1;
+        let (prefix, prefix_len) = varint_array(len as u64);
+        self.buf[length_at] = prefix[0];
+        if prefix_len > 1 {
+            let rest = &prefix[1..prefix_len];
+            self.buf
+                .splice(length_at + 1..length_at + 1, rest.iter().copied());
+        }
     }
 }
 
@@ -104,6 +123,10 @@ mod tests {
         assert_eq!(varint(16_384), [0x80, 0x80, 0x01]);
         assert_eq!(varint(u64::MAX).len(), 10);
         assert_eq!(varint(u64::MAX)[9], 0x01);
+        for value in [0, 1, 127, 128, 300, 16_384, u64::MAX] {
+            let (bytes, len) = varint_array(value);
+            assert_eq!(bytes[..len], varint(value));
+        }
     }
 
     #[test]

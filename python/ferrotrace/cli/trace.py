@@ -216,7 +216,10 @@ def main(argv: Sequence[str]) -> int:
     reprs = args.reprs if args.reprs is not None else args.format == "text"
     try:
         recorder = Recorder(
-            **filter_kwargs(args, default_events=DEFAULT_EVENTS[args.format]), reprs=reprs
+            **filter_kwargs(args, default_events=DEFAULT_EVENTS[args.format]),
+            reprs=reprs,
+            # Only text shows where a frame returned or raised; finding it costs per event.
+            exit_lines=args.format == "text",
         )
     except ValueError as error:
         raise CliError(str(error)) from None
