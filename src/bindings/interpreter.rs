@@ -7,7 +7,7 @@
 //! interpreter when the module is imported. If anything differs, the 3.11 backend stays off
 //! (`Tracer.start()` raises), and nothing else is affected.
 
-use std::ffi::{c_char, c_int};
+use std::ffi::{c_char, c_int, c_void};
 use std::ptr;
 use std::sync::OnceLock;
 
@@ -181,6 +181,64 @@ pub unsafe fn is_suspended(frame: *const InterpreterFrame, result: *mut ffi::PyO
 #[inline(always)]
 pub unsafe fn of_frame_object(frame: *mut ffi::PyFrameObject) -> *mut InterpreterFrame {
     frame::interpreter_frame(frame).cast()
+}
+
+/// `co_extra` of a code object (3.11's `struct PyCodeObject`, `Include/cpython/code.h`), which
+/// points to a `_PyCodeObjectExtra`: a size, then that many slots.
+const CODE_EXTRA_OFFSET: usize = 176;
+
+#[repr(C)]
+struct CodeExtra {
+    size: ffi::Py_ssize_t,
+    slots: [*mut c_void; 1],
+}
+
+/// Slot `index` of a code object's extra data, as `_PyCode_GetExtra` reads it (null if unset),
+/// without the call; only once [`verify_code_extra`] said so.
+///
+/// # Safety
+/// `code` is a live code object, `index` one that CPython handed out, and the GIL is held.
+#[inline(always)]
+pub unsafe fn code_extra(code: *mut ffi::PyObject, index: ffi::Py_ssize_t) -> *mut c_void {
+    let extra = *code
+        .cast::<u8>()
+        .add(CODE_EXTRA_OFFSET)
+        .cast::<*mut CodeExtra>();
+    if extra.is_null() || index < 0 || (*extra).size <= index {
+        return ptr::null_mut();
+    }
+    *ptr::addr_of!((*extra).slots)
+        .cast::<*mut c_void>()
+        .offset(index)
+}
+
+/// Whether [`code_extra`] reads what `_PyCode_GetExtra` does on this interpreter: checked on
+/// a code object made for the purpose, through slot `index`.
+///
+/// # Safety
+/// `index` is one that CPython handed out and the GIL is held.
+pub unsafe fn verify_code_extra(py: Python<'_>, index: ffi::Py_ssize_t) -> bool {
+    let probe = py
+        .import("builtins")
+        .and_then(|builtins| builtins.getattr("compile")?.call1(("0", "<probe>", "eval")));
+    let Ok(probe) = probe else {
+        return false;
+    };
+    let code = probe.as_ptr();
+    if !ptr::eq(ffi::Py_TYPE(code), ptr::addr_of_mut!(ffi::PyCode_Type)) {
+        return false;
+    }
+    let marker = 0x5eed_u64 << 1;
+    if ffi::PyUnstable_Code_SetExtra(code, index, marker as *mut c_void) < 0 {
+        ffi::PyErr_Clear();
+        return false;
+    }
+    let mut through_api: *mut c_void = ptr::null_mut();
+    let read = ffi::PyUnstable_Code_GetExtra(code, index, &mut through_api) == 0
+        && through_api as u64 == marker
+        && code_extra(code, index) == through_api;
+    ffi::PyErr_Clear();
+    read
 }
 
 /// The opcode of `YIELD_VALUE`, read from the `opcode` module at import.

@@ -47,6 +47,9 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 static ANY_DEPTH: AtomicBool = AtomicBool::new(false);
 /// ferrotrace's `co_extra` index, requested once per process (-1: not yet).
 static CODE_EXTRA_INDEX: AtomicIsize = AtomicIsize::new(-1);
+/// Whether the hot path may read the slot directly (checked when the index is requested)
+/// rather than through `_PyCode_GetExtra`.
+static CODE_EXTRA_DIRECT: AtomicBool = AtomicBool::new(false);
 /// The eval-frame function ferrotrace's hook calls through to (0: `_PyEval_EvalFrameDefault`).
 static PREVIOUS_EVAL: AtomicUsize = AtomicUsize::new(0);
 
@@ -149,6 +152,9 @@ pub fn add_consumer(py: Python<'_>, consumer: Consumer) -> PyResult<()> {
             ));
         }
         CODE_EXTRA_INDEX.store(index, Ordering::Relaxed);
+        // SAFETY: the GIL is held.
+        let direct = unsafe { interpreter::verify_code_extra(py, index) };
+        CODE_EXTRA_DIRECT.store(direct, Ordering::Relaxed);
     }
     if with_engine(py, |engine| engine.environment.is_none()) {
         let environment = library_environment(py)?;
@@ -240,14 +246,39 @@ unsafe extern "C" fn keep_decision(_decision: *mut c_void) {}
 #[inline(always)]
 unsafe fn cached_decision(code: *mut ffi::PyObject, generation: u64) -> Option<bool> {
     let index = CODE_EXTRA_INDEX.load(Ordering::Relaxed);
-    let mut extra: *mut c_void = ptr::null_mut();
-    if index < 0 || ffi::PyUnstable_Code_GetExtra(code, index, &mut extra) < 0 {
-        ffi::PyErr_Clear();
-        return None;
-    }
+    let extra = if CODE_EXTRA_DIRECT.load(Ordering::Relaxed) {
+        interpreter::code_extra(code, index)
+    } else {
+        code_extra_through_api(code, index)
+    };
     CachedDecision::from_raw(extra as u64)
         .filter(|decision| decision.is_current(generation))
         .map(CachedDecision::matches)
+}
+
+/// Whether `code` carries this generation's decision that no consumer wants it: one load
+/// and one comparison (false when the slot cannot be read directly; the slow path decides).
+///
+/// # Safety
+/// `code` is a live code object and the GIL is held.
+#[inline(always)]
+unsafe fn known_unwanted(code: *mut ffi::PyObject, generation: u64) -> bool {
+    CODE_EXTRA_DIRECT.load(Ordering::Relaxed)
+        && interpreter::code_extra(code, CODE_EXTRA_INDEX.load(Ordering::Relaxed)) as u64
+            == CachedDecision::new(generation, false).to_raw()
+}
+
+/// The slot through `_PyCode_GetExtra` (null if unset or on error); out of line, so that the
+/// fast path keeps no registers for it.
+#[cold]
+#[inline(never)]
+unsafe fn code_extra_through_api(code: *mut ffi::PyObject, index: isize) -> *mut c_void {
+    let mut extra: *mut c_void = ptr::null_mut();
+    if index < 0 || ffi::PyUnstable_Code_GetExtra(code, index, &mut extra) < 0 {
+        ffi::PyErr_Clear();
+        return ptr::null_mut();
+    }
+    extra
 }
 
 /// The consumers whose filter selects the code of `frame` (deciding on first sight).
@@ -352,17 +383,32 @@ unsafe extern "C" fn eval_frame(
     frame: *mut ffi::_PyInterpreterFrame,
     throwflag: c_int,
 ) -> *mut ffi::PyObject {
-    let iframe = interpreter::cast_frame(frame);
-    // Fast path, inline: the thread is not in ferrotrace's tracing and nothing is wanted.
+    // The fast path, all that untraced code pays: the thread is not in ferrotrace's tracing
+    // and no consumer wants the code. Kept small, so that it needs no stack frame of its own
+    // and calls through as a tail call.
     let generation = GENERATION.load(Ordering::Relaxed);
-    let caller_traced = is_trampoline(interpreter::trace_hook(tstate));
-    if !caller_traced
+    if !is_trampoline(interpreter::trace_hook(tstate))
         && (generation == 0
             || (!ANY_DEPTH.load(Ordering::Relaxed)
-                && cached_decision(interpreter::code(iframe), generation) == Some(false)))
+                && known_unwanted(
+                    interpreter::code(interpreter::cast_frame(frame)),
+                    generation,
+                )))
     {
         return previous_eval()(tstate, frame, throwflag);
     }
+    eval_frame_decided(tstate, frame, throwflag)
+}
+
+/// The rest of [`eval_frame`]: decide, switch the trace hook, evaluate, switch back.
+#[inline(never)]
+unsafe fn eval_frame_decided(
+    tstate: *mut ffi::PyThreadState,
+    frame: *mut ffi::_PyInterpreterFrame,
+    throwflag: c_int,
+) -> *mut ffi::PyObject {
+    let iframe = interpreter::cast_frame(frame);
+    let caller_traced = is_trampoline(interpreter::trace_hook(tstate));
     if interpreter::in_trace_function(tstate) {
         // Code run by a trace or profile function is never traced.
         return previous_eval()(tstate, frame, throwflag);
