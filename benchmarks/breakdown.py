@@ -14,6 +14,12 @@ cost, callgrind's exclusive ``Ir``) in the counted run are (with call - without 
 the mode minus the same untraced: what the mode adds to one run. Those are summed by where the
 function lives (the ``GROUPS`` below) and the largest functions are listed.
 
+With ``--tool`` instead of ``--mode``, a recorder of whole_process.py: the whole program
+(``workload_main.py``, full size) under the recorder against the same under plain python.
+
+    .venv313/bin/python benchmarks/breakdown.py --workload richards \\
+        --tool "ferrotrace trace --format perfetto" --tool trace0
+
 ``--events N`` divides by the number of events the mode delivered (for instance from
 check_hot_events.py at the same ``--scale``) to print instructions per event.
 """
@@ -29,6 +35,7 @@ import tempfile
 from pathlib import Path
 
 from run import BASELINE, MODES, available_workloads, format_table, log
+from whole_process import DRIVER, PLAIN, TOOLS
 
 HERE = Path(__file__).resolve().parent
 CALLGRIND_OPTIONS = ["--tool=callgrind", "--dump-line=no", "--compress-strings=no"]
@@ -54,6 +61,8 @@ os._exit(0)
 
 # (group, test on "object file", test on "source file:function"), first match wins.
 GROUPS = [
+    ("trace0 native module (Rust)", lambda obj, fn: "trace0/" in obj),
+    ("viztracer (C)", lambda obj, fn: "viztracer/" in obj or "viztracer/" in fn),
     (
         "ferrotrace native module (Rust)",
         lambda obj, fn: "ferrotrace/_native" in obj or "::" in fn or "/rustc/" in fn,
@@ -97,31 +106,43 @@ def self_costs(callgrind_out: Path) -> dict[tuple[str, str], int]:
         match = LINE.match(line)
         if match and "PROGRAM TOTALS" not in line:
             count, function, obj = match.groups()
+            # f'2 is callgrind's name for f called recursively: the same function
+            function = re.sub(r"'\d+$", "", function)
             costs[obj or "", function] += int(count.replace(",", ""))
     return costs
 
 
-def run_process(python: str, args: list[str], out: Path) -> dict[tuple[str, str], int]:
-    command = ["valgrind", *CALLGRIND_OPTIONS, f"--callgrind-out-file={out}", python]
-    command += ["-c", CHILD, str(HERE), *args]
+def run_process(command: list[str], out: Path) -> dict[tuple[str, str], int]:
+    """Self cost per function of ``command`` run under callgrind."""
+    command = ["valgrind", *CALLGRIND_OPTIONS, f"--callgrind-out-file={out}", *command]
     completed = subprocess.run(
         command, env={**os.environ, **CHILD_ENV}, capture_output=True, text=True, check=False
     )
     if completed.returncode != 0:
         raise RuntimeError(
-            f"{' '.join(args)}: exit {completed.returncode}\n{completed.stderr[-2000:]}"
+            f"{' '.join(command)}: exit {completed.returncode}\n{completed.stderr[-2000:]}"
         )
     return self_costs(out)
 
 
 def run_cost(python: str, workload: str, mode: str, scale: float, warm: bool, tmp: Path):
     """Per function: the instructions of one counted run() under ``mode``."""
-    common = [workload, mode, repr(scale), "warm" if warm else ""]
+    common = [python, "-c", CHILD, str(HERE), workload, mode, repr(scale), "warm" if warm else ""]
     stem = tmp / re.sub(r"\W+", "_", f"{workload}-{mode}")
-    with_call = run_process(python, [*common, "count"], Path(f"{stem}-call.out"))
-    without = run_process(python, [*common, ""], Path(f"{stem}-nocall.out"))
-    keys = set(with_call) | set(without)
-    return {k: with_call.get(k, 0) - without.get(k, 0) for k in keys}
+    with_call = run_process([*common, "count"], Path(f"{stem}-call.out"))
+    without = run_process([*common, ""], Path(f"{stem}-nocall.out"))
+    return difference(with_call, without)
+
+
+def process_cost(python: str, workload: str, tool: str, tmp: Path):
+    """Per function: the instructions of the whole program under a tool of whole_process.py."""
+    stem = tmp / re.sub(r"\W+", "_", f"{workload}-{tool}")
+    prefix, _ = TOOLS[tool](python, stem)
+    return run_process([*prefix, str(DRIVER), workload], Path(f"{stem}.out"))
+
+
+def difference(a: dict, b: dict) -> dict:
+    return {k: a.get(k, 0) - b.get(k, 0) for k in set(a) | set(b)}
 
 
 def group_of(obj: str, function: str) -> str:
@@ -140,7 +161,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", default=sys.executable, help="interpreter (default: this)")
     parser.add_argument("--workload", required=True, choices=available_workloads())
     parser.add_argument(
-        "--mode", action="append", required=True, choices=[m for m in MODES if m != BASELINE]
+        "--mode", action="append", default=[], choices=[m for m in MODES if m != BASELINE]
+    )
+    parser.add_argument(
+        "--tool",
+        action="append",
+        default=[],
+        choices=[t for t in TOOLS if t != PLAIN],
+        help="instead of a mode, a recorder of whole_process.py: the whole program under it "
+        "against plain python (start-up, run(), writing the trace, exit), full size",
     )
     parser.add_argument("--scale", type=float, default=0.25, help="run(scale), default 0.25")
     parser.add_argument(
@@ -153,26 +182,39 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None or shutil.which("callgrind_annotate") is None:
         parser.error("needs valgrind and callgrind_annotate")
-    if args.events and len(args.events) != len(args.mode):
-        parser.error("give --events once per --mode, in the same order")
+    if bool(args.mode) == bool(args.tool):
+        parser.error("give --mode (repeatable) or --tool (repeatable)")
+    labels = args.mode or args.tool
+    if args.events and len(args.events) != len(labels):
+        parser.error("give --events once per --mode or --tool, in the same order")
 
     warm = not args.no_warmup
+    added = {}
     with tempfile.TemporaryDirectory(prefix="ferrotrace-breakdown-") as tmp:
         log(f"{args.workload}: untraced")
-        base = run_cost(args.python, args.workload, BASELINE, args.scale, warm, Path(tmp))
-        added = {}
-        for mode in args.mode:
-            log(f"{args.workload}: {mode}")
-            cost = run_cost(args.python, args.workload, mode, args.scale, warm, Path(tmp))
-            added[mode] = {k: cost.get(k, 0) - base.get(k, 0) for k in set(cost) | set(base)}
+        if args.mode:
+            base = run_cost(args.python, args.workload, BASELINE, args.scale, warm, Path(tmp))
+        else:
+            base = process_cost(args.python, args.workload, PLAIN, Path(tmp))
+        for label in labels:
+            log(f"{args.workload}: {label}")
+            if args.mode:
+                cost = run_cost(args.python, args.workload, label, args.scale, warm, Path(tmp))
+            else:
+                cost = process_cost(args.python, args.workload, label, Path(tmp))
+            added[label] = difference(cost, base)
 
     untraced_total = sum(base.values())
-    print(
-        f"{args.workload}, run({args.scale:g}), {'after a warm-up run' if warm else 'first run'}, "
-        f"{args.python}: instructions (callgrind Ir, self cost) added to one run by each mode"
-    )
-    print(f"untraced run(): {untraced_total / 1e6:,.1f}M instructions")
-    for i, mode in enumerate(args.mode):
+    if args.mode:
+        what = f"run({args.scale:g}), {'after a warm-up run' if warm else 'first run'}"
+        print(f"{args.workload}, {what}, {args.python}: instructions added to one run")
+        print(
+            f"untraced run(): {untraced_total / 1e6:,.1f}M instructions (callgrind Ir, self cost)"
+        )
+    else:
+        print(f"{args.workload} as a program, {args.python}: instructions added to the process")
+        print(f"plain python: {untraced_total / 1e6:,.1f}M instructions (callgrind Ir, self cost)")
+    for i, mode in enumerate(labels):
         events = args.events[i] if args.events else None
         by_group: dict[str, int] = collections.Counter()
         for (obj, function), n in added[mode].items():
