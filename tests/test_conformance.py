@@ -2,9 +2,12 @@
 
 For each module, ``tests/conformance/run_regrtest.py`` runs it through ``test.libregrtest`` on
 this interpreter twice, in fresh processes: stock, then with ``ferrotrace.install()`` done
-first. The runs must have run the same tests with the same outcomes, except for what
-``tests/conformance/expected_differences.toml`` lists for this interpreter (see its header),
-and the ferrotrace run must really have run on ferrotrace, its Python subprocesses included.
+first; test_bdb and test_pdb also a third time, with ``ferrotrace.debugger.install()`` too
+(the debugger mode: bdb.Bdb and pdb.Pdb are ferrotrace's native-core classes), compared with
+the stock run the same way. The runs must have run the same tests with the same outcomes,
+except for what ``tests/conformance/expected_differences.toml`` lists for this interpreter
+(see its header), and the ferrotrace run must really have run on ferrotrace, its Python
+subprocesses included.
 """
 
 from __future__ import annotations
@@ -23,23 +26,28 @@ CONFORMANCE = Path(__file__).parent / "conformance"
 RUNNER = CONFORMANCE / "run_regrtest.py"
 EXPECTED = CONFORMANCE / "expected_differences.toml"
 MODULES = ["test_sys_settrace", "test_bdb", "test_pdb", "test_trace"]
+# The debugger's drop-in (ferrotrace.debugger.install(): bdb.Bdb and pdb.Pdb are ferrotrace's).
+DEBUGGER_MODULES = ["test_bdb", "test_pdb"]
+RUNS = [(m, "ferrotrace") for m in MODULES] + [(m, "debugger") for m in DEBUGGER_MODULES]
 VERSION_KEY = f"py{sys.version_info.major}{sys.version_info.minor}"
 RUN_TIMEOUT = 420  # seconds, per regrtest run; a module takes seconds when all is well
 OUTCOMES = {"passed", "failed", "error", "skipped", "expected_failure", "unexpected_success"}
 
 
-def _expected(module: str) -> dict[str, dict[str, dict]]:
+def _expected(module: str, mode: str = "ferrotrace") -> dict[str, dict[str, dict]]:
     """This interpreter's entries of the expected-differences file, for ``module``, by kind
-    ("differences", "bypassed", "uncovered") and then by test id."""
+    ("differences", "bypassed", "uncovered") and then by test id. In the debugger mode the
+    differences are those of the "debugger_differences" tables."""
     with EXPECTED.open("rb") as f:
         data = tomllib.load(f).get(VERSION_KEY, {})
-    unknown = set(data) - {"differences", "bypassed", "uncovered"}
+    unknown = set(data) - {"differences", "debugger_differences", "bypassed", "uncovered"}
     assert not unknown, f"{EXPECTED.name}: unknown tables {VERSION_KEY}.{sorted(unknown)}"
     prefix = f"test.{module}."
     result: dict[str, dict[str, dict]] = {}
+    tables = {"differences": "debugger_differences" if mode == "debugger" else "differences"}
     for kind in ("differences", "bypassed", "uncovered"):
         result[kind] = {}
-        for entry in data.get(kind, []):
+        for entry in data.get(tables.get(kind, kind), []):
             assert entry.get("reason", "").strip(), f"{kind} entry without a reason: {entry}"
             if kind == "differences":
                 assert {entry.get("stock"), entry.get("ferrotrace")} <= OUTCOMES, entry
@@ -51,10 +59,10 @@ def _expected(module: str) -> dict[str, dict[str, dict]]:
     return result
 
 
-def _run(module: str, ferrotrace: bool, json_path: Path) -> dict:
+def _run(module: str, mode: str, json_path: Path) -> dict:
     cmd = [sys.executable, str(RUNNER), "--json", str(json_path), module]
-    if ferrotrace:
-        cmd.insert(2, "--ferrotrace")
+    if mode != "stock":
+        cmd.insert(2, f"--{mode}")
     proc = subprocess.run(
         cmd,
         stdin=subprocess.DEVNULL,
@@ -96,15 +104,15 @@ def _counts(entry: dict) -> str:
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("module", MODULES)
-def test_cpython_suite_conforms(module: str, tmp_path: Path) -> None:
-    expected = _expected(module)
-    stock = _run(module, False, tmp_path / "stock.json")
-    ferro = _run(module, True, tmp_path / "ferrotrace.json")
+@pytest.mark.parametrize(("module", "mode"), RUNS)
+def test_cpython_suite_conforms(module: str, mode: str, tmp_path: Path) -> None:
+    expected = _expected(module, mode)
+    stock = _run(module, "stock", tmp_path / "stock.json")
+    ferro = _run(module, mode, tmp_path / f"{mode}.json")
     s, f = stock["modules"][module], ferro["modules"][module]
     header = (
         f"{module} on {VERSION_KEY}: stock {_counts(s)} in {stock['duration']}s; "
-        f"ferrotrace {_counts(f)} in {ferro['duration']}s"
+        f"{mode} {_counts(f)} in {ferro['duration']}s"
     )
     print(header)
 
@@ -133,6 +141,16 @@ def test_cpython_suite_conforms(module: str, tmp_path: Path) -> None:
     assert fsum["installed_at_end"], f"{header}: install() no longer in effect after the run"
     assert fsum["dispatch_count"] > 0, f"{header}: ferrotrace's trampoline dispatched nothing"
     assert ferro["_returncode"] == 0, ferro["_output"]
+    if mode == "debugger":
+        # bdb.Bdb and pdb.Pdb were ferrotrace's to the end and events went through their core;
+        # pdb's sessions let it decide (test_bdb's tracers all override trace_dispatch, so
+        # there the core hands every event to their Python).
+        dsum = ferro["debugger"]
+        assert dsum["installed_at_end"], f"{header}: debugger install() no longer in effect"
+        assert dsum["core_events"] > 0, f"{header}: no event went through the debugger core"
+        if module == "test_pdb":
+            assert dsum["native_decisions"] > 0, f"{header}: the debugger core decided nothing"
+        print(f"{module} on {VERSION_KEY}, debugger core: {dsum}")
 
     # The same tests ran.
     assert set(s["run"]) == set(f["run"]), (

@@ -8,6 +8,7 @@
 //! `__call__` makes the same decisions.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
@@ -20,6 +21,22 @@ use crate::protocol::TraceEvent;
 
 /// `CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR` (bdb's GENERATOR_AND_COROUTINE_FLAGS).
 const GENERATOR_AND_COROUTINE_FLAGS: i64 = 0x20 | 0x80 | 0x200;
+
+/// Events any core decided without calling Python, in this process (GIL-serialised).
+static NATIVE_DECISIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Events any core saw, decided natively or delivered to Python (GIL-serialised).
+static CORE_EVENTS: AtomicU64 = AtomicU64::new(0);
+
+/// (events debugger cores saw, events they decided without Python) in this process, for
+/// tests and the conformance runs.
+#[pyfunction]
+fn _debugger_event_counts() -> (u64, u64) {
+    (
+        CORE_EVENTS.load(Ordering::Relaxed),
+        NATIVE_DECISIONS.load(Ordering::Relaxed),
+    )
+}
 
 /// What the debugger needs of a code object, looked up once per breakpoint generation.
 struct CodeFacts {
@@ -47,8 +64,17 @@ pub struct DebuggerCore {
     botframe: Option<Py<PyAny>>,
     breaks: BreakTable,
     codes: HashMap<usize, CodeFacts>,
+    /// The `threading` module, while this core is its hook for new threads.
+    thread_hook: Option<Py<PyAny>>,
+    /// The thread that last set `stopframe` (a stepping command); None until then.
+    stepping_thread: Option<u64>,
     /// Events decided natively and not delivered (for tests and the benchmark's sanity check).
     skipped: u64,
+}
+
+fn current_thread() -> u64 {
+    // SAFETY: always safe to call.
+    unsafe { ffi::PyThread_get_thread_ident() as u64 }
 }
 
 fn optional_frame(value: &Bound<'_, PyAny>) -> Option<Py<PyAny>> {
@@ -68,6 +94,8 @@ impl DebuggerCore {
             botframe: None,
             breaks: BreakTable::default(),
             codes: HashMap::new(),
+            stepping_thread: None,
+            thread_hook: None,
             skipped: 0,
         }
     }
@@ -89,6 +117,7 @@ impl DebuggerCore {
             flags & GENERATOR_AND_COROUTINE_FLAGS != 0
         };
         self.stopframe = optional_frame(value);
+        self.stepping_thread = Some(current_thread());
         Ok(())
     }
 
@@ -133,8 +162,30 @@ impl DebuggerCore {
     }
 
     #[setter]
-    fn set_quitting(&mut self, value: bool) {
-        self.state.quitting = value;
+    fn set_quitting(slf: &Bound<'_, Self>, value: bool) -> PyResult<()> {
+        let hooked = {
+            let mut this = slf.try_borrow_mut()?;
+            this.state.quitting = value;
+            if value {
+                this.thread_hook.take()
+            } else {
+                None
+            }
+        };
+        // Natively, as `threading.settrace(None)` would: no Python frame while tracing is on.
+        if let Some(threading) = hooked {
+            let threading = threading.bind(slf.py());
+            let hook = pyo3::intern!(slf.py(), "_trace_hook");
+            if threading.getattr(hook)?.is(slf) {
+                threading.setattr(hook, slf.py().None())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `threading` had this core set as the hook of new threads: remove it at `quitting`.
+    fn unhook_threads_on_quit(&mut self, threading: Py<PyAny>) {
+        self.thread_hook = Some(threading);
     }
 
     /// How much the Python subclass lets the core decide: `python_decides` when it overrides
@@ -209,6 +260,7 @@ impl DebuggerCore {
             &self.stopframe,
             &self.returnframe,
             &self.botframe,
+            &self.thread_hook,
         ]
         .into_iter()
         .flatten()
@@ -224,7 +276,18 @@ impl DebuggerCore {
         self.stopframe = None;
         self.returnframe = None;
         self.botframe = None;
+        self.thread_hook = None;
         self.codes.clear();
+    }
+}
+
+impl DebuggerCore {
+    fn count_native_decision(&mut self) {
+        self.skipped += 1;
+        NATIVE_DECISIONS.store(
+            NATIVE_DECISIONS.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
     }
 }
 
@@ -284,6 +347,10 @@ unsafe fn decide_for(
     event: Event,
 ) -> PyResult<Intercept> {
     let py = core.py();
+    CORE_EVENTS.store(
+        CORE_EVENTS.load(Ordering::Relaxed).wrapping_add(1),
+        Ordering::Relaxed,
+    );
     let code_ptr = ffi::PyFrame_GetCode(frame);
     if code_ptr.is_null() {
         return Err(PyErr::fetch(py));
@@ -340,6 +407,9 @@ unsafe fn decide_for(
         first_lineno: facts.first_lineno,
         is_generator: facts.is_generator,
         file_breaks: facts.file_breaks.as_deref(),
+        other_thread: this
+            .stepping_thread
+            .is_some_and(|thread| thread != current_thread()),
     };
     Ok(match decide(&this.state, event, &frame_facts) {
         Decision::Deliver => match &this.dispatch {
@@ -347,16 +417,80 @@ unsafe fn decide_for(
             None => Intercept::KeepTracing,
         },
         Decision::KeepTracing => {
-            this.skipped += 1;
+            this.count_native_decision();
             Intercept::KeepTracing
         }
         Decision::NoLocalTracing => {
-            this.skipped += 1;
+            this.count_native_decision();
             Intercept::NoLocalTracing
         }
     })
 }
 
+/// CoreField(name)
+/// --
+///
+/// A data descriptor for a bdb attribute kept in the instance's `DebuggerCore` (`stopframe`,
+/// `returnframe`, `botframe`, `stoplineno`, `quitting`), or `trace_dispatch` (the core itself).
+/// Native, so that bdb assigning the attribute while tracing is on runs no Python frame that
+/// the debugger would see, exactly as a plain attribute.
+#[pyclass(module = "ferrotrace._native", name = "CoreField", frozen)]
+pub struct CoreField {
+    name: Py<pyo3::types::PyString>,
+}
+
+/// The instance's core: `__dict__['_ferrotrace_core_object']`, made on first use by the
+/// class's `_ferrotrace_make_core()`.
+fn core_of<'py>(instance: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = instance.py();
+    let dict = instance.getattr(pyo3::intern!(py, "__dict__"))?;
+    if let Some(core) = dict
+        .cast::<PyDict>()?
+        .get_item(pyo3::intern!(py, "_ferrotrace_core_object"))?
+    {
+        return Ok(core);
+    }
+    instance.call_method0(pyo3::intern!(py, "_ferrotrace_make_core"))
+}
+
+#[pymethods]
+impl CoreField {
+    #[new]
+    fn new(name: Bound<'_, pyo3::types::PyString>) -> Self {
+        CoreField {
+            name: name.unbind(),
+        }
+    }
+
+    fn __get__(
+        slf: &Bound<'_, Self>,
+        instance: Option<&Bound<'_, PyAny>>,
+        _owner: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let Some(instance) = instance.filter(|i| !i.is_none()) else {
+            return Ok(slf.clone().into_any().unbind());
+        };
+        let core = core_of(instance)?;
+        let name = slf.get().name.bind(slf.py());
+        if name.to_str()? == "trace_dispatch" {
+            return Ok(core.unbind());
+        }
+        Ok(core.getattr(name)?.unbind())
+    }
+
+    fn __set__(&self, instance: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let name = self.name.bind(instance.py());
+        if name.to_str()? == "trace_dispatch" {
+            return Err(pyo3::exceptions::PyAttributeError::new_err(
+                "trace_dispatch is the debugger's native core and cannot be replaced",
+            ));
+        }
+        core_of(instance)?.setattr(name, value)
+    }
+}
+
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
-    module.add_class::<DebuggerCore>()
+    module.add_class::<DebuggerCore>()?;
+    module.add_class::<CoreField>()?;
+    module.add_function(wrap_pyfunction!(_debugger_event_counts, module)?)
 }

@@ -62,6 +62,9 @@ pub struct FrameFacts<'a> {
     pub is_generator: bool,
     /// Breakpoint lines of the frame's (canonic) file; None when the file has none.
     pub file_breaks: Option<&'a [i64]>,
+    /// The event is on another thread than the one whose command set the stepping state:
+    /// only breakpoints stop there (stepping is per thread, as in gdb's all-stop mode).
+    pub other_thread: bool,
 }
 
 /// What to do with one event.
@@ -78,6 +81,9 @@ pub enum Decision {
 /// bdb's `stop_here`, without the `skip` check (which can only make it false, so ignoring it
 /// over-approximates).
 fn may_stop_here(state: &StepState, frame: &FrameFacts<'_>) -> bool {
+    if frame.other_thread {
+        return false;
+    }
     if frame.is_stopframe {
         return state.stoplineno != -1 && frame.lineno >= state.stoplineno;
     }
@@ -120,7 +126,7 @@ pub fn decide(state: &StepState, event: Event, frame: &FrameFacts<'_>) -> Decisi
             }
             deliver_if(stop_here || state.user_call_observes)
         }
-        Event::Return => deliver_if(stop_here || frame.is_returnframe),
+        Event::Return => deliver_if(stop_here || (frame.is_returnframe && !frame.other_thread)),
         Event::Exception => deliver_if(
             stop_here
                 || (state.stopframe_set && !frame.is_stopframe && state.stopframe_is_generator),
@@ -149,6 +155,7 @@ mod tests {
             first_lineno: 1,
             is_generator: false,
             file_breaks,
+            other_thread: false,
         }
     }
 
@@ -288,6 +295,42 @@ mod tests {
         generator.is_generator = true;
         assert_eq!(
             decide(&state, Event::Call, &generator),
+            Decision::KeepTracing
+        );
+    }
+
+    #[test]
+    fn other_threads_stop_only_at_breakpoints_while_one_steps() {
+        let stepping = StepState {
+            stopframe_set: false,
+            botframe_set: true,
+            ..StepState::default()
+        };
+        let breaks = [7];
+        let mut elsewhere = frame(6, Some(&breaks));
+        elsewhere.other_thread = true;
+        assert_eq!(
+            decide(&stepping, Event::Line, &elsewhere),
+            Decision::KeepTracing
+        );
+        assert_eq!(
+            decide(&stepping, Event::Call, &frame(1, None)),
+            Decision::Deliver
+        );
+        let mut no_breaks = frame(1, None);
+        no_breaks.other_thread = true;
+        assert_eq!(
+            decide(&stepping, Event::Call, &no_breaks),
+            Decision::NoLocalTracing
+        );
+        elsewhere.lineno = 7;
+        assert_eq!(
+            decide(&stepping, Event::Line, &elsewhere),
+            Decision::Deliver
+        );
+        elsewhere.is_returnframe = true;
+        assert_eq!(
+            decide(&stepping, Event::Return, &elsewhere),
             Decision::KeepTracing
         );
     }

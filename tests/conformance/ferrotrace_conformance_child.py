@@ -28,6 +28,10 @@ if os.environ.get("FERROTRACE_CONFORMANCE_INSTALL") == "1":
     from ferrotrace import _native
 
     ferrotrace.install()
+    if os.environ.get("FERROTRACE_CONFORMANCE_DEBUGGER") == "1":
+        import ferrotrace.debugger
+
+        ferrotrace.debugger.install()
 
     _log = os.environ.get("FERROTRACE_CONFORMANCE_LOG")
     if _log:

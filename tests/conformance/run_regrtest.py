@@ -1,9 +1,13 @@
 """Run CPython's own test modules through ``test.libregrtest``, stock or on ferrotrace.
 
-    python tests/conformance/run_regrtest.py [--ferrotrace] [--json FILE] MODULE... [-- ARGS]
+    python tests/conformance/run_regrtest.py [--ferrotrace | --debugger] [--json FILE] \
+        MODULE... [-- ARGS]
 
 Regrtest runs in this process, sequentially (no ``-j``), with ``-u all`` so that no test is
 skipped for want of a resource, followed by any ARGS given after ``--``.
+
+``--debugger`` does that and also ``ferrotrace.debugger.install()`` (``bdb.Bdb`` and ``pdb.Pdb``
+become ferrotrace's native-core classes), in the run's Python subprocesses too.
 
 ``--ferrotrace`` calls ``ferrotrace.install()`` before anything else is imported, and after the
 run checks that install() is still in effect and that ferrotrace's trampoline dispatched events.
@@ -50,6 +54,7 @@ HOOK_PTH = "ferrotrace_conformance.pth"
 HOOK_MARKER = "# Written by ferrotrace's tests/conformance/run_regrtest.py"
 INSTALL_ENV = "FERROTRACE_CONFORMANCE_INSTALL"
 LOG_ENV = "FERROTRACE_CONFORMANCE_LOG"
+DEBUGGER_ENV = "FERROTRACE_CONFORMANCE_DEBUGGER"
 DEFAULT_REGRTEST_ARGS = ["-u", "all"]
 DETAIL_LIMIT = 8000
 
@@ -399,6 +404,11 @@ def summarize(recorder: Recorder, modules: list[str], results) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ferrotrace", action="store_true", help="ferrotrace.install() first")
+    parser.add_argument(
+        "--debugger",
+        action="store_true",
+        help="also ferrotrace.debugger.install() first (bdb.Bdb and pdb.Pdb are ferrotrace's)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the JSON summary here")
     parser.add_argument("modules", nargs="+", metavar="MODULE", help="e.g. test_pdb")
     argv = sys.argv[1:] if argv is None else argv
@@ -407,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         at = argv.index("--")
         argv, extra = argv[:at], argv[at + 1 :]
     args = parser.parse_args(argv)
+    args.ferrotrace = args.ferrotrace or args.debugger
 
     # Leftovers of an interrupted run go in either mode, before anything runs.
     pth, module = _hook_paths()
@@ -418,11 +429,18 @@ def main(argv: list[str] | None = None) -> int:
         from ferrotrace import _native
 
         ferrotrace.install()
+        if args.debugger:
+            import ferrotrace.debugger
+
+            ferrotrace.debugger.install()
+            os.environ[DEBUGGER_ENV] = "1"
         log_dir = tempfile.TemporaryDirectory(prefix="ferrotrace-conformance-")
         os.environ[INSTALL_ENV] = "1"
         os.environ[LOG_ENV] = os.path.join(log_dir.name, "children.jsonl")
-    elif INSTALL_ENV in os.environ or LOG_ENV in os.environ:
-        parser.error(f"a stock run needs an environment without {INSTALL_ENV} and {LOG_ENV}")
+    elif {INSTALL_ENV, LOG_ENV, DEBUGGER_ENV} & set(os.environ):
+        parser.error(
+            f"a stock run needs an environment without {INSTALL_ENV}, {LOG_ENV}, {DEBUGGER_ENV}"
+        )
 
     recorder = Recorder(args.ferrotrace, pth)
     sys.addaudithook(recorder.audit)
@@ -456,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "python": sys.version,
         "version_key": f"py{sys.version_info.major}{sys.version_info.minor}",
-        "mode": "ferrotrace" if args.ferrotrace else "stock",
+        "mode": "debugger" if args.debugger else "ferrotrace" if args.ferrotrace else "stock",
         "regrtest_args": regrtest_argv,
         "regrtest_exitcode": exitcode,
         "duration": round(duration, 3),
@@ -464,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         "subprocesses": recorder.launches,
         "child_hook": hook,
         "ferrotrace": None,
+        "debugger": None,
     }
     # The .pth file was there for the whole ferrotrace run, and never during a stock run.
     ok = (
@@ -488,6 +507,22 @@ def main(argv: list[str] | None = None) -> int:
             "children": children,
         }
         ok = ok and installed and dispatch_count > 0
+        if args.debugger:
+            import bdb
+            import pdb
+
+            debugger_installed = (
+                ferrotrace.debugger.is_installed()
+                and bdb.Bdb is ferrotrace.debugger.Bdb
+                and pdb.Pdb is ferrotrace.debugger.Pdb
+            )
+            core_events, native_decisions = _native._debugger_event_counts()
+            summary["debugger"] = {
+                "installed_at_end": debugger_installed,
+                "core_events": core_events,
+                "native_decisions": native_decisions,
+            }
+            ok = ok and debugger_installed
         log_dir.cleanup()
 
     import json

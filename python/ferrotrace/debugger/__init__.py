@@ -22,7 +22,7 @@ import threading
 import types
 
 from ferrotrace import _install
-from ferrotrace._native import DebuggerCore
+from ferrotrace._native import CoreField, DebuggerCore
 
 __all__ = [
     "Bdb",
@@ -62,16 +62,6 @@ _DECIDING_METHODS = (
 _QUIET_USER_CALLS = (StockBdb.user_call, StockPdb.user_call)
 
 
-def _mirrored(name: str, doc: str) -> property:
-    def get(self):
-        return getattr(self._ferrotrace_core, name)
-
-    def set(self, value):
-        setattr(self._ferrotrace_core, name, value)
-
-    return property(get, set, doc=doc)
-
-
 def _then_sync_breaks(name: str):
     """bdb's method ``name``, then the core's breakpoint lines updated from ``self.breaks``."""
 
@@ -89,21 +79,22 @@ class _NativeCore:
     """The part shared by ``Bdb`` and ``Pdb``: bdb's stepping state lives in the native core
     (these properties), and ``trace_dispatch`` is the core itself."""
 
-    stopframe = _mirrored("stopframe", "The frame bdb stops in (None: anywhere).")
-    returnframe = _mirrored("returnframe", "The frame whose return bdb stops at.")
-    botframe = _mirrored("botframe", "The frame below which bdb does not stop.")
-    stoplineno = _mirrored("stoplineno", "Stop in stopframe at lines >= this; -1: never.")
-    quitting = _mirrored("quitting", "Whether the debugger is quitting.")
+    # bdb's stepping state lives in the native core; the descriptors are native so that bdb
+    # assigning them (`self.quitting = True` in run()'s finally, with tracing still on) runs no
+    # Python frame, as with plain attributes.
+    stopframe = CoreField("stopframe")
+    returnframe = CoreField("returnframe")
+    botframe = CoreField("botframe")
+    stoplineno = CoreField("stoplineno")
+    quitting = CoreField("quitting")
+    trace_dispatch = CoreField("trace_dispatch")
 
-    @property
-    def _ferrotrace_core(self) -> DebuggerCore:
-        try:
-            return self.__dict__["_ferrotrace_core_object"]
-        except KeyError:
-            pass
+    def _ferrotrace_make_core(self) -> DebuggerCore:
         cls = type(self)
         core = DebuggerCore(types.MethodType(StockBdb.trace_dispatch, self), self.canonic)
-        python_decides = any(
+        # A subclass's own trace_dispatch reaches the core through super(): it must get every
+        # event back, so its Python code decides everything.
+        python_decides = cls.trace_dispatch is not _NativeCore.trace_dispatch or any(
             getattr(cls, name, None) is not getattr(StockBdb, name, None)
             for name in _DECIDING_METHODS
         )
@@ -112,9 +103,9 @@ class _NativeCore:
         return core
 
     @property
-    def trace_dispatch(self) -> DebuggerCore:
-        """The trace function: the native core (bdb's own dispatch runs behind it)."""
-        return self._ferrotrace_core
+    def _ferrotrace_core(self) -> DebuggerCore:
+        core = self.__dict__.get("_ferrotrace_core_object")
+        return core if core is not None else self._ferrotrace_make_core()
 
     @property
     def skipped_events(self) -> int:
@@ -124,9 +115,28 @@ class _NativeCore:
     def _ferrotrace_sync_breaks(self) -> None:
         self._ferrotrace_core.set_breaks(getattr(self, "breaks", {}))
 
-    def reset(self):
-        self._ferrotrace_core.forget_code()
-        super().reset()
+    def set_continue(self):
+        super().set_continue()
+        if not self.breaks:
+            self._ferrotrace_unhook_new_threads()
+
+    def set_quit(self):
+        super().set_quit()
+        self._ferrotrace_unhook_new_threads()
+
+    # Threads started while the debugger runs are traced by it too (stock pdb ignores them),
+    # so that a breakpoint hit in one stops there; stepping stays with the thread that steps.
+    def _ferrotrace_hook_new_threads(self) -> None:
+        if threading.gettrace() is None:
+            threading.settrace(self.trace_dispatch)
+            self.__dict__["_ferrotrace_thread_hook"] = True
+            # The core removes the hook itself when bdb sets `quitting` (end of run()).
+            self._ferrotrace_core.unhook_threads_on_quit(threading)
+
+    def _ferrotrace_unhook_new_threads(self) -> None:
+        if self.__dict__.pop("_ferrotrace_thread_hook", False):
+            if threading.gettrace() is self.trace_dispatch:
+                threading.settrace(None)
 
     def _set_stopinfo(self, *args, **kwargs):
         # Every command that resumes the program passes here: the breakpoints are current.
@@ -144,9 +154,32 @@ class _NativeCore:
 class Bdb(_NativeCore, StockBdb):
     """``bdb.Bdb`` with native decisions: same methods, same behaviour."""
 
+    def reset(self):
+        if isinstance(self, StockPdb):
+            # pdb's reset calls `bdb.Bdb.reset(self)` by name, which is this class after
+            # install(): that is the standard library's step of Pdb.reset below.
+            StockBdb.reset(self)
+            return
+        self._ferrotrace_core.forget_code()
+        StockBdb.reset(self)
+        self._ferrotrace_hook_new_threads()
 
-class Pdb(_NativeCore, StockPdb):
+
+# One terminal: threads that stop at the same time take turns at the prompt.
+_interaction_lock = threading.RLock()
+
+
+class Pdb(Bdb, StockPdb):
     """``pdb.Pdb`` with native decisions: same commands, same output."""
+
+    def reset(self):
+        self._ferrotrace_core.forget_code()
+        StockPdb.reset(self)
+        self._ferrotrace_hook_new_threads()
+
+    def interaction(self, *args, **kwargs):
+        with _interaction_lock:
+            return super().interaction(*args, **kwargs)
 
 
 # -- entry points, as pdb's module functions ------------------------------------------------
