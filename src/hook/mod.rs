@@ -17,6 +17,8 @@ pub mod decision;
 pub mod delivery;
 #[cfg(all(Py_3_11, not(Py_3_12)))]
 pub mod evalframe;
+#[cfg(Py_3_12)]
+pub mod fastcall;
 pub mod legacy;
 #[cfg(Py_3_12)]
 pub mod monitoring;

@@ -9,7 +9,7 @@
 
 use std::cell::RefCell;
 use std::ffi::c_int;
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::{LazyLock, OnceLock};
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::ffi;
@@ -22,6 +22,7 @@ use crate::hook::addr_hash::AddrMap;
 use crate::hook::consumer::{self, with_consumers, Consumer, Sink};
 use crate::hook::decision::{code_names, depth_scope, library_environment, thread_consumers};
 use crate::hook::delivery::{self, EventFrame};
+use crate::hook::fastcall;
 use crate::hook::record_sink::{now_ns, record_kind, LineSource, Missing, Occurrence};
 use crate::protocol::TraceEvent;
 use crate::record::EventKind;
@@ -53,7 +54,7 @@ struct CodeEntry {
     /// Keeps the address from being reused by another code object while the entry lives.
     _code: Py<PyAny>,
     /// Which consumers (by index in `consumers`) want this code.
-    wanted_by: Arc<[u64]>,
+    wanted_by: Vec<u64>,
     local_events: u32,
 }
 
@@ -199,14 +200,87 @@ fn claim_tool(py: Python<'_>) -> PyResult<u8> {
     ))
 }
 
+/// The callbacks of the events every traced call pays, as `METH_FASTCALL` functions (made once).
+static FAST_CALLBACKS: OnceLock<[Py<PyAny>; 3]> = OnceLock::new();
+
+unsafe extern "C" fn fast_on_start(
+    _module: *mut ffi::PyObject,
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
+    // SAFETY: called by CPython as a METH_FASTCALL function.
+    unsafe {
+        fastcall::dispatch(args, nargs, |py, code, offset, _| {
+            on_start(py, code, offset)
+        })
+    }
+}
+
+unsafe extern "C" fn fast_on_return(
+    _module: *mut ffi::PyObject,
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
+    // SAFETY: called by CPython as a METH_FASTCALL function.
+    unsafe { fastcall::dispatch(args, nargs, |py, c, o, v| frame_exit(py, c, o, v, true)) }
+}
+
+unsafe extern "C" fn fast_on_yield(
+    _module: *mut ffi::PyObject,
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
+    // SAFETY: called by CPython as a METH_FASTCALL function.
+    unsafe { fastcall::dispatch(args, nargs, |py, c, o, v| frame_exit(py, c, o, v, false)) }
+}
+
+/// `PY_RETURN` (`final_exit`) or `PY_YIELD`: a legacy `return` with the value.
+fn frame_exit(
+    py: Python<'_>,
+    code: &Bound<'_, PyAny>,
+    offset: i64,
+    value: Option<&Bound<'_, PyAny>>,
+    final_exit: bool,
+) -> PyResult<Py<PyAny>> {
+    let none = py.None().into_bound(py);
+    let value = value.unwrap_or(&none);
+    deliver(
+        py,
+        code,
+        TraceEvent::Return,
+        value,
+        None,
+        final_exit,
+        Source::at(offset),
+    )?;
+    Ok(py.None())
+}
+
+fn fast_callbacks(py: Python<'_>) -> PyResult<&'static [Py<PyAny>; 3]> {
+    if let Some(made) = FAST_CALLBACKS.get() {
+        return Ok(made);
+    }
+    let made = [
+        fastcall::function(py, c"_on_start", fast_on_start)?.unbind(),
+        fastcall::function(py, c"_on_return", fast_on_return)?.unbind(),
+        fastcall::function(py, c"_on_yield", fast_on_yield)?.unbind(),
+    ];
+    Ok(FAST_CALLBACKS.get_or_init(|| made))
+}
+
 fn register_callbacks(py: Python<'_>, module: &Bound<'_, PyModule>, tool: u8) -> PyResult<()> {
     let mon = monitoring(py)?;
-    let pairs: [(u32, &str); 11] = [
-        (PY_START, "_on_start"),
-        (PY_RESUME, "_on_start"),
+    let [start, ret, yielded] = fast_callbacks(py)?;
+    for (event, callback) in [
+        (PY_START, start),
+        (PY_RESUME, start),
+        (PY_RETURN, ret),
+        (PY_YIELD, yielded),
+    ] {
+        mon.call_method1("register_callback", (tool, event, callback.bind(py)))?;
+    }
+    let pairs: [(u32, &str); 7] = [
         (PY_THROW, "_on_throw"),
-        (PY_RETURN, "_on_return"),
-        (PY_YIELD, "_on_yield"),
         (PY_UNWIND, "_on_unwind"),
         (RAISE, "_on_raise"),
         (STOP_ITERATION, "_on_raise"),
@@ -284,7 +358,7 @@ fn wanted_by(
     frame: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Vec<u64>> {
     let key = code.as_ptr() as usize;
-    if let Some(ids) = with_engine(py, |e| e.codes.get(&key).map(|c| c.wanted_by.to_vec())) {
+    if let Some(ids) = with_engine(py, |e| e.codes.get(&key).map(|c| c.wanted_by.clone())) {
         return Ok(ids);
     }
     let (filename, name, qualname) = code_names(code)?;
@@ -310,7 +384,7 @@ fn wanted_by(
             key,
             CodeEntry {
                 _code: code.clone().unbind(),
-                wanted_by: Arc::from(ids.as_slice()),
+                wanted_by: ids.clone(),
                 local_events: 0,
             },
         )
@@ -438,12 +512,6 @@ fn record_fast(
         return false;
     };
     let key = code.as_ptr() as usize;
-    let Some(wanted) = with_engine(py, |engine| {
-        let entry = engine.codes.get(&key)?;
-        (!entry.wanted_by.is_empty()).then(|| entry.wanted_by.clone())
-    }) else {
-        return false;
-    };
     let line = match line {
         Some(line) => LineSource::Known(u32::try_from(line).unwrap_or(0)),
         None => LineSource::Offset(source.offset),
@@ -452,29 +520,38 @@ fn record_fast(
     // SAFETY: always safe to call.
     let thread = unsafe { ffi::PyThread_get_thread_ident() as u64 };
     let mut needs_python: Vec<(u64, Missing)> = Vec::new();
-    let handled = with_consumers(py, |consumers| {
-        let simple = consumers.iter().all(|c| {
-            matches!(c.sink, Sink::Record(_))
-                && c.filter.depth() == 0
-                && c.filter.spec().threads.is_empty()
-        });
-        if !simple {
+    // Two tables, two different cells: borrowing the registry inside the engine is fine.
+    let handled = with_engine(py, |engine| {
+        let Some(entry) = engine.codes.get(&key) else {
+            return false;
+        };
+        if entry.wanted_by.is_empty() {
             return false;
         }
-        for &id in wanted.iter() {
-            let Some(consumer) = consumers.iter_mut().find(|c| c.id == id) else {
-                continue;
-            };
-            if !consumer.traces_thread(thread) || !consumer.filter.events().contains(event) {
-                continue;
+        with_consumers(py, |consumers| {
+            let simple = consumers.iter().all(|c| {
+                matches!(c.sink, Sink::Record(_))
+                    && c.filter.depth() == 0
+                    && c.filter.spec().threads.is_empty()
+            });
+            if !simple {
+                return false;
             }
-            if let Sink::Record(sink) = &mut consumer.sink {
-                if let Err(missing) = sink.try_record(&occurrence) {
-                    needs_python.push((id, missing));
+            for &id in &entry.wanted_by {
+                let Some(consumer) = consumers.iter_mut().find(|c| c.id == id) else {
+                    continue;
+                };
+                if !consumer.traces_thread(thread) || !consumer.filter.events().contains(event) {
+                    continue;
+                }
+                if let Sink::Record(sink) = &mut consumer.sink {
+                    if let Err(missing) = sink.try_record(&occurrence) {
+                        needs_python.push((id, missing));
+                    }
                 }
             }
-        }
-        true
+            true
+        })
     });
     for (id, missing) in needs_python {
         delivery::record_with_python(py, id, missing, &occurrence);
@@ -596,8 +673,8 @@ fn decide_frame_scope(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<Frame
     Ok(FrameScope::Traced)
 }
 
-#[pyfunction]
-pub fn _on_start(py: Python<'_>, code: &Bound<'_, PyAny>, offset: i64) -> PyResult<Py<PyAny>> {
+/// `PY_START` and `PY_RESUME` (called through `fast_on_start`).
+fn on_start(py: Python<'_>, code: &Bound<'_, PyAny>, offset: i64) -> PyResult<Py<PyAny>> {
     let none = py.None().into_bound(py);
     if record_fast(py, code, TraceEvent::Call, &none, None, &Source::at(offset)) {
         return Ok(py.None());
@@ -639,28 +716,6 @@ pub fn _on_throw(
         false,
         Source::at(offset),
     )
-}
-
-#[pyfunction]
-pub fn _on_return(
-    py: Python<'_>,
-    code: &Bound<'_, PyAny>,
-    offset: i64,
-    value: &Bound<'_, PyAny>,
-) -> PyResult<()> {
-    let source = Source::at(offset);
-    deliver(py, code, TraceEvent::Return, value, None, true, source)
-}
-
-#[pyfunction]
-pub fn _on_yield(
-    py: Python<'_>,
-    code: &Bound<'_, PyAny>,
-    offset: i64,
-    value: &Bound<'_, PyAny>,
-) -> PyResult<()> {
-    let source = Source::at(offset);
-    deliver(py, code, TraceEvent::Return, value, None, false, source)
 }
 
 #[pyfunction]
@@ -806,10 +861,7 @@ fn current_frame_traces_lines(_py: Python<'_>) -> bool {
 
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     monitoring_and_disable(module.py())?;
-    module.add_function(wrap_pyfunction!(_on_start, module)?)?;
     module.add_function(wrap_pyfunction!(_on_throw, module)?)?;
-    module.add_function(wrap_pyfunction!(_on_return, module)?)?;
-    module.add_function(wrap_pyfunction!(_on_yield, module)?)?;
     module.add_function(wrap_pyfunction!(_on_unwind, module)?)?;
     module.add_function(wrap_pyfunction!(_on_raise, module)?)?;
     module.add_function(wrap_pyfunction!(_on_line, module)?)?;
