@@ -12,7 +12,7 @@ then runs under it:
   while the workload runs; to bdb the file has breakpoints, so stock pdb traces its every
   line) and one on a function the workload never calls (``json.tool.main``);
 - ``cond false``: a conditional breakpoint on the first line of the body of the workload's
-  ``HOT_FUNCTION``, whose condition (``False``) never holds.
+  ``HOT_FUNCTION`` (of each function of that name), whose condition (``False``) never holds.
 
 Each mode runs once with stock ``pdb.Pdb`` and once with ``ferrotrace.debugger.Pdb``. Ratios =
 median time under the debugger / median untraced time, same worker. ``cond share`` =
@@ -46,16 +46,19 @@ MODES = ["continue", "cond false"]
 DEBUGGERS = ["pdb", "ferrotrace"]
 
 
-def _hot_code(module: ModuleType):
-    """The code object of the workload's HOT_FUNCTION (a function or a method)."""
-    name = module.HOT_FUNCTION
+def _hot_codes(module: ModuleType) -> list:
+    """The code objects of the workload's HOT_FUNCTION (every function or method of that
+    name: richards' ``step`` is a method of each task class)."""
+    name, found = module.HOT_FUNCTION, []
     for value in vars(module).values():
         candidates = [value, *vars(value).values()] if isinstance(value, type) else [value]
         for candidate in candidates:
             code = getattr(candidate, "__code__", None)
-            if code is not None and code.co_name == name:
-                return code
-    raise LookupError(f"{module.__name__}: no function named {name}")
+            if code is not None and code.co_name == name and code not in found:
+                found.append(code)
+    if not found:
+        raise LookupError(f"{module.__name__}: no function named {name}")
+    return found
 
 
 def _first_body_line(code) -> int:
@@ -73,8 +76,7 @@ def _breakpoints(module: ModuleType, mode: str) -> list[tuple[str, int, str | No
             (module.__file__, 1, None),
             (never_called.co_filename, never_called.co_firstlineno, None),
         ]
-    code = _hot_code(module)
-    return [(code.co_filename, _first_body_line(code), "False")]
+    return [(code.co_filename, _first_body_line(code), "False") for code in _hot_codes(module)]
 
 
 def _debugger_hooks(module: ModuleType, mode: str, debugger: str) -> runner.Hooks:

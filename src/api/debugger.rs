@@ -44,6 +44,9 @@ struct CodeFacts {
     _code: Py<PyAny>,
     canonic: String,
     first_lineno: i64,
+    /// The last line the code spans (`co_lines()`), for "can a breakpoint be in it".
+    #[cfg(Py_3_12)]
+    last_lineno: i64,
     is_generator: bool,
     breaks_generation: u64,
     file_breaks: Option<Vec<i64>>,
@@ -172,6 +175,10 @@ impl DebuggerCore {
                 None
             }
         };
+        #[cfg(Py_3_12)]
+        if value {
+            crate::hook::debugger_monitoring::end_for(slf)?;
+        }
         // Natively, as `threading.settrace(None)` would: no Python frame while tracing is on.
         if let Some(threading) = hooked {
             let threading = threading.bind(slf.py());
@@ -282,6 +289,43 @@ impl DebuggerCore {
 }
 
 impl DebuggerCore {
+    /// The cached facts of a code object, with its breakpoint lines brought up to date.
+    fn current_facts(&mut self, key: usize) -> Option<&CodeFacts> {
+        let generation = self.breaks.generation();
+        let facts = self.codes.get_mut(&key)?;
+        if facts.breaks_generation != generation {
+            facts.file_breaks = self.breaks.lines(&facts.canonic).map(<[i64]>::to_vec);
+            facts.breaks_generation = generation;
+        }
+        self.codes.get(&key)
+    }
+
+    /// Only breakpoints can stop the program, and nothing else of bdb's needs events: the
+    /// `sys.monitoring` route may take over (`crate::hook::debugger_monitoring`).
+    #[cfg(Py_3_12)]
+    pub(crate) fn breakpoints_only(&self) -> bool {
+        self.state.only_breakpoints()
+            && !self.state.user_call_observes
+            && !self.state.stopframe_is_generator
+            && self.returnframe.is_none()
+            && !self.breaks.is_empty()
+    }
+
+    #[cfg(Py_3_12)]
+    pub(crate) fn quitting_now(&self) -> bool {
+        self.state.quitting
+    }
+
+    #[cfg(Py_3_12)]
+    pub(crate) fn breaks_generation(&self) -> u64 {
+        self.breaks.generation()
+    }
+
+    #[cfg(Py_3_12)]
+    pub(crate) fn dispatch(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.dispatch.as_ref().map(|d| d.clone_ref(py))
+    }
+
     fn count_native_decision(&mut self) {
         self.skipped += 1;
         NATIVE_DECISIONS.store(
@@ -336,7 +380,83 @@ pub unsafe fn intercept(
     let core = Bound::from_borrowed_ptr(py, callback);
     // SAFETY: the type was checked above.
     let core = core.cast_unchecked::<DebuggerCore>();
-    Some(decide_for(core, frame, event))
+    let decided = decide_for(core, frame, event);
+    // Continuing with breakpoints: sys.monitoring takes over, so that code without
+    // breakpoints runs with no hook at all.
+    #[cfg(Py_3_12)]
+    if matches!(
+        decided,
+        Ok(Intercept::KeepTracing | Intercept::NoLocalTracing)
+    ) && core.try_borrow().is_ok_and(|c| c.breakpoints_only())
+    {
+        if let Err(err) = crate::hook::debugger_monitoring::take_over(core) {
+            return Some(Err(err));
+        }
+    }
+    Some(decided)
+}
+
+/// The last line `code` spans.
+#[cfg(Py_3_12)]
+fn last_line(code: &Bound<'_, PyAny>, first_lineno: i64) -> PyResult<i64> {
+    let mut last = first_lineno;
+    for entry in code.call_method0("co_lines")?.try_iter()? {
+        if let Ok((_, _, Some(line))) = entry?.extract::<(i64, i64, Option<i64>)>() {
+            last = last.max(line);
+        }
+    }
+    Ok(last)
+}
+
+/// Whether a breakpoint can be in `code` (one of its lines, or its first line for a breakpoint
+/// by function name).
+#[cfg(Py_3_12)]
+pub(crate) fn code_may_break(
+    core: &Bound<'_, DebuggerCore>,
+    code: &Bound<'_, PyAny>,
+) -> PyResult<bool> {
+    ensure_code_facts(core, code)?;
+    let mut this = core.try_borrow_mut()?;
+    let Some(facts) = this.current_facts(code.as_ptr() as usize) else {
+        return Ok(false);
+    };
+    let (first, last) = (facts.first_lineno, facts.last_lineno);
+    Ok(facts
+        .file_breaks
+        .as_deref()
+        .is_some_and(|lines| lines.iter().any(|&l| first <= l && l <= last)))
+}
+
+/// Whether bdb's `break_here` may say yes at `line` of `code` (before `effective()`).
+#[cfg(Py_3_12)]
+pub(crate) fn line_may_break(
+    core: &Bound<'_, DebuggerCore>,
+    code: &Bound<'_, PyAny>,
+    line: i64,
+) -> PyResult<bool> {
+    ensure_code_facts(core, code)?;
+    let mut this = core.try_borrow_mut()?;
+    let Some(facts) = this.current_facts(code.as_ptr() as usize) else {
+        return Ok(false);
+    };
+    let first = facts.first_lineno;
+    Ok(facts
+        .file_breaks
+        .as_deref()
+        .is_some_and(|lines| lines.contains(&line) || lines.contains(&first)))
+}
+
+/// Whether `code`'s file has breakpoints (bdb's `break_anywhere`).
+#[cfg(Py_3_12)]
+pub(crate) fn file_has_breaks(
+    core: &Bound<'_, DebuggerCore>,
+    code: &Bound<'_, PyAny>,
+) -> PyResult<bool> {
+    ensure_code_facts(core, code)?;
+    let mut this = core.try_borrow_mut()?;
+    Ok(this
+        .current_facts(code.as_ptr() as usize)
+        .is_some_and(|facts| facts.file_breaks.is_some()))
 }
 
 /// # Safety
@@ -360,42 +480,15 @@ unsafe fn decide_for(
     let lineno = i64::from(ffi::PyFrame_GetLineNumber(frame));
     let frame_addr = frame as usize;
 
-    let needs_facts = {
-        let this = core.try_borrow()?;
-        !this.codes.contains_key(&key)
-    };
-    if needs_facts {
-        // Python runs here (bdb's `canonic`, which a subclass may override): no borrow held.
-        let canonic_fn = core.try_borrow()?.canonic.as_ref().map(|c| c.clone_ref(py));
-        let Some(canonic_fn) = canonic_fn else {
-            return Ok(Intercept::KeepTracing);
-        };
-        let filename = code.getattr("co_filename")?;
-        let canonic: String = canonic_fn.call1(py, (filename,))?.extract(py)?;
-        let first_lineno: i64 = code.getattr("co_firstlineno")?.extract()?;
-        let flags: i64 = code.getattr("co_flags")?.extract()?;
-        let facts = CodeFacts {
-            _code: code.clone().unbind(),
-            canonic,
-            first_lineno,
-            is_generator: flags & GENERATOR_AND_COROUTINE_FLAGS != 0,
-            breaks_generation: u64::MAX,
-            file_breaks: None,
-        };
-        let replaced = core.try_borrow_mut()?.codes.insert(key, facts);
-        drop(replaced);
-    }
-
+    ensure_code_facts(core, &code)?;
     let mut this = core.try_borrow_mut()?;
+    if this.current_facts(key).is_none() {
+        return Ok(Intercept::KeepTracing);
+    }
     let this = &mut *this;
-    let generation = this.breaks.generation();
-    let Some(facts) = this.codes.get_mut(&key) else {
+    let Some(facts) = this.codes.get(&key) else {
         return Ok(Intercept::KeepTracing);
     };
-    if facts.breaks_generation != generation {
-        facts.file_breaks = this.breaks.lines(&facts.canonic).map(<[i64]>::to_vec);
-        facts.breaks_generation = generation;
-    }
     let is = |slot: &Option<Py<PyAny>>| {
         slot.as_ref()
             .is_some_and(|f| f.as_ptr() as usize == frame_addr)
@@ -411,7 +504,8 @@ unsafe fn decide_for(
             .stepping_thread
             .is_some_and(|thread| thread != current_thread()),
     };
-    Ok(match decide(&this.state, event, &frame_facts) {
+    let decision = decide(&this.state, event, &frame_facts);
+    Ok(match decision {
         Decision::Deliver => match &this.dispatch {
             Some(dispatch) => Intercept::Deliver(dispatch.clone_ref(py)),
             None => Intercept::KeepTracing,
@@ -425,6 +519,43 @@ unsafe fn decide_for(
             Intercept::NoLocalTracing
         }
     })
+}
+
+/// Looks up (once per code object) what the decisions need of `code`; runs the debugger's
+/// Python `canonic`, so no borrow of the core is held here.
+fn ensure_code_facts(core: &Bound<'_, DebuggerCore>, code: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = core.py();
+    let key = code.as_ptr() as usize;
+    let needs_facts = {
+        let this = core.try_borrow()?;
+        !this.codes.contains_key(&key)
+    };
+    if needs_facts {
+        // Python runs here (bdb's `canonic`, which a subclass may override): no borrow held.
+        let canonic_fn = core.try_borrow()?.canonic.as_ref().map(|c| c.clone_ref(py));
+        let Some(canonic_fn) = canonic_fn else {
+            return Ok(());
+        };
+        let filename = code.getattr("co_filename")?;
+        let canonic: String = canonic_fn.call1(py, (filename,))?.extract(py)?;
+        let first_lineno: i64 = code.getattr("co_firstlineno")?.extract()?;
+        let flags: i64 = code.getattr("co_flags")?.extract()?;
+        #[cfg(Py_3_12)]
+        let last_lineno = last_line(code, first_lineno)?;
+        let facts = CodeFacts {
+            _code: code.clone().unbind(),
+            canonic,
+            first_lineno,
+            #[cfg(Py_3_12)]
+            last_lineno,
+            is_generator: flags & GENERATOR_AND_COROUTINE_FLAGS != 0,
+            breaks_generation: u64::MAX,
+            file_breaks: None,
+        };
+        let replaced = core.try_borrow_mut()?.codes.insert(key, facts);
+        drop(replaced);
+    }
+    Ok(())
 }
 
 /// CoreField(name)
@@ -492,5 +623,7 @@ impl CoreField {
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<DebuggerCore>()?;
     module.add_class::<CoreField>()?;
+    #[cfg(Py_3_12)]
+    crate::hook::debugger_monitoring::register(module)?;
     module.add_function(wrap_pyfunction!(_debugger_event_counts, module)?)
 }

@@ -13,6 +13,8 @@
 pub mod addr_hash;
 pub mod backend;
 pub mod consumer;
+#[cfg(Py_3_12)]
+pub mod debugger_monitoring;
 pub mod decision;
 pub mod delivery;
 #[cfg(all(Py_3_11, not(Py_3_12)))]
