@@ -4,13 +4,15 @@
 //! one registry shared by the backend and by [`delivery`](super::delivery).
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
 
 use pyo3::prelude::*;
 
 use crate::filter::{CodeInfo, Environment, Filter};
+use crate::hook::addr_hash::{AddrHasher, AddrMap};
 use crate::hook::record_sink::RecordSink;
 
 /// Where a consumer's events go.
@@ -32,9 +34,9 @@ pub struct Consumer {
     /// Threads on which the callback raised: tracing is off there, as after a settrace error.
     pub failed_threads: Vec<u64>,
     /// Local trace functions, by frame address.
-    pub locals: HashMap<usize, Py<PyAny>>,
+    pub locals: AddrMap<usize, Py<PyAny>>,
     /// Frames of code the filter does not match that are in scope through `depth`.
-    pub in_scope: HashSet<usize>,
+    pub in_scope: HashSet<usize, BuildHasherDefault<AddrHasher>>,
 }
 
 impl Consumer {
@@ -45,8 +47,8 @@ impl Consumer {
             filter,
             thread,
             failed_threads: Vec::new(),
-            locals: HashMap::new(),
-            in_scope: HashSet::new(),
+            locals: AddrMap::default(),
+            in_scope: HashSet::default(),
         }
     }
 

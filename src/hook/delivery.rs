@@ -10,6 +10,7 @@ use pyo3::types::PyString;
 
 use crate::bindings::frame;
 use crate::hook::consumer::{with_consumer, Consumer, Sink};
+use crate::hook::legacy::event_name;
 use crate::hook::record_sink::{Missing, Occurrence};
 use crate::protocol::{local_update, LocalUpdate, TraceEvent};
 
@@ -30,12 +31,14 @@ fn current_thread_ident() -> u64 {
     unsafe { pyo3::ffi::PyThread_get_thread_ident() as u64 }
 }
 
-/// What a consumer's sink does with one event, decided inside the registry's borrow.
-enum Action {
+/// What a consumer's sink does with one event, decided inside the registry's borrow. (Python
+/// objects are held as `Bound`, whose release is immediate even where PyO3 does not know that
+/// the GIL is held, as in a C trace hook.)
+enum Action<'py> {
     Skip,
     /// Call this Python function with `(frame, event, arg)`; its result updates the
     /// consumer's local function for the frame.
-    Call(Py<PyAny>),
+    Call(Bound<'py, PyAny>),
     /// The record sink recorded it.
     Recorded,
     /// The record sink needs Python to describe the event (see `record_sink`).
@@ -43,14 +46,14 @@ enum Action {
 }
 
 /// How `consumer` takes `event` of the frame `key`.
-fn action(
-    py: Python<'_>,
+fn action<'py>(
+    py: Python<'py>,
     consumer: &mut Consumer,
     event: TraceEvent,
     key: usize,
     thread: u64,
     occurrence: Option<&Occurrence<'_, '_>>,
-) -> Action {
+) -> Action<'py> {
     let events = consumer.filter.events();
     if !consumer.traces_thread(thread) || !events.contains(event) {
         return Action::Skip;
@@ -62,11 +65,13 @@ fn action(
             Some(Err(missing)) => Action::Record(missing),
         },
         Sink::Callback(callback) => match event {
-            TraceEvent::Call => Action::Call(callback.clone_ref(py)),
+            TraceEvent::Call => Action::Call(callback.bind(py).clone()),
             // Without `call` events the callback is every scope's local function.
             _ => match consumer.locals.get(&key) {
-                Some(local) => Action::Call(local.clone_ref(py)),
-                None if !events.contains(TraceEvent::Call) => Action::Call(callback.clone_ref(py)),
+                Some(local) => Action::Call(local.bind(py).clone()),
+                None if !events.contains(TraceEvent::Call) => {
+                    Action::Call(callback.bind(py).clone())
+                }
                 None => Action::Skip,
             },
         },
@@ -106,7 +111,7 @@ pub fn deliver(
     let raw_frame: *mut pyo3::ffi::PyFrameObject = site.frame.as_ptr().cast();
     let key = raw_frame as usize;
     let thread = current_thread_ident();
-    let name = PyString::intern(py, event.name());
+    let name = event_name(py, event);
     let occurrence = site.occurrence.as_ref();
     for &id in ids {
         // What to do, decided without holding the registry across a Python call.
@@ -126,9 +131,11 @@ pub fn deliver(
         let result = call_receiver(py, &receiver, site, raw_frame, &name, arg);
         let update = local_update(result.is_err(), matches!(&result, Ok(r) if r.is_none()));
         let released = with_consumer(py, id, |consumer| match (update, &result) {
-            (LocalUpdate::Replace, Ok(function)) => {
-                consumer.locals.insert(key, function.clone().unbind())
-            }
+            (LocalUpdate::Replace, Ok(function)) => match consumer.locals.get(&key) {
+                // The usual tracer returns the function already in place.
+                Some(local) if local.is(function) => None,
+                _ => consumer.locals.insert(key, function.clone().unbind()),
+            },
             (LocalUpdate::DisableAndClear, _) => {
                 consumer.failed_threads.push(thread);
                 consumer.locals.remove(&key)
@@ -137,7 +144,7 @@ pub fn deliver(
         })
         .flatten();
         // The replaced local function's destructor runs here, outside the registry.
-        drop(released);
+        drop(released.map(|function| function.into_bound(py)));
         result?;
     }
     Ok(())
@@ -148,7 +155,7 @@ pub fn deliver(
 /// and written back after, if the frame has one (so `frame.f_locals[...] = v` sticks).
 fn call_receiver<'py>(
     py: Python<'py>,
-    receiver: &Py<PyAny>,
+    receiver: &Bound<'py, PyAny>,
     site: &EventFrame<'_, 'py>,
     raw_frame: *mut pyo3::ffi::PyFrameObject,
     name: &Bound<'py, PyString>,
@@ -165,7 +172,9 @@ fn call_receiver<'py>(
     {
         return Err(PyErr::fetch(py));
     }
-    let result = receiver.bind(py).call1((site.frame, name, arg));
+    #[cfg(Py_3_13)]
+    let _ = py;
+    let result = receiver.call1((site.frame, name, arg));
     // PyFrame_LocalsToFast does nothing without a snapshot, which the call may have made.
     #[cfg(not(Py_3_13))]
     if unsafe { frame::fast_as_locals(raw_frame) } {
@@ -190,5 +199,10 @@ pub fn forget_frame(py: Python<'_>, key: usize) {
             })
             .collect()
     });
-    drop(dropped);
+    drop(
+        dropped
+            .into_iter()
+            .map(|f| f.into_bound(py))
+            .collect::<Vec<_>>(),
+    );
 }

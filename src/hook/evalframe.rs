@@ -17,10 +17,10 @@
 //! the trampoline and the frame's end adopt the new one.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, AtomicUsize, Ordering};
 use std::sync::LazyLock;
 
@@ -31,7 +31,8 @@ use pyo3::prelude::*;
 use crate::bindings::interpreter::{self, InterpreterFrame};
 use crate::errors::FerrotraceError;
 use crate::filter::{cache, CachedDecision, CodeInfo, Environment};
-use crate::hook::consumer::{self, with_consumers, Consumer};
+use crate::hook::addr_hash::AddrMap;
+use crate::hook::consumer::{self, with_consumers, Consumer, Sink};
 use crate::hook::decision::{code_names, depth_scope, library_environment, thread_consumers};
 use crate::hook::delivery::{self, EventFrame};
 use crate::hook::legacy::never_unwind;
@@ -59,7 +60,7 @@ struct Engine {
     environment: Option<Environment>,
     /// Code objects some consumer wants, with those consumers (the reference keeps the
     /// address from being reused while the entry lives).
-    wanted: HashMap<usize, (Py<PyAny>, Vec<u64>)>,
+    wanted: AddrMap<usize, (Py<PyAny>, Vec<u64>)>,
 }
 
 /// Only touched with the GIL held, never across a call into Python (see `consumer`).
@@ -71,7 +72,7 @@ static ENGINE: LazyLock<GilCell> = LazyLock::new(|| {
     GilCell(RefCell::new(Engine {
         installed: false,
         environment: None,
-        wanted: HashMap::new(),
+        wanted: AddrMap::default(),
     }))
 });
 
@@ -83,7 +84,9 @@ fn with_engine<R>(_py: Python<'_>, f: impl FnOnce(&mut Engine) -> R) -> R {
 struct TracedFrame {
     frame: *mut InterpreterFrame,
     /// The consumers that trace this evaluation of the frame.
-    consumers: Vec<u64>,
+    consumers: Rc<[u64]>,
+    /// Whether one of them records (then events are also described for a record sink).
+    records: bool,
     /// The exception of the frame's last `exception` event: the one that leaves the frame if
     /// it then unwinds (3.11's `return` event does not carry it).
     exception: Option<Py<PyAny>>,
@@ -450,8 +453,16 @@ unsafe fn begin_frame(
     caller_traced: bool,
 ) -> Option<Switched> {
     let py = Python::assume_attached();
-    // A thrown exception is already set when a generator is resumed by `throw()`.
-    let consumers = with_error_aside(|| frame_consumers(py, tstate, frame).unwrap_or_default());
+    let generation = GENERATION.load(Ordering::Relaxed);
+    let consumers = if !ANY_DEPTH.load(Ordering::Relaxed)
+        && known_unwanted(interpreter::code(frame), generation)
+    {
+        // Called by a traced frame, but wanted by no consumer.
+        Vec::new()
+    } else {
+        // A thrown exception is already set when a generator is resumed by `throw()`.
+        with_error_aside(|| frame_consumers(py, tstate, frame).unwrap_or_default())
+    };
     if consumers.is_empty() {
         if !caller_traced {
             return None;
@@ -464,6 +475,10 @@ unsafe fn begin_frame(
             pushed: false,
         });
     }
+    let records = with_consumers(py, |all| {
+        all.iter()
+            .any(|c| consumers.contains(&c.id) && matches!(c.sink, Sink::Record(_)))
+    });
     let current = interpreter::trace_hook(tstate);
     let pushed = THREAD
         .try_with(|thread| {
@@ -472,7 +487,8 @@ unsafe fn begin_frame(
             }
             thread.traced.borrow_mut().push(TracedFrame {
                 frame,
-                consumers,
+                consumers: consumers.into(),
+                records,
                 exception: None,
             });
         })
@@ -529,15 +545,16 @@ unsafe fn end_frame(
             })
             .ok()
             .flatten();
+        let py = Python::assume_attached();
         let frame_object = interpreter::frame_object(frame);
         if !frame_object.is_null() && !interpreter::is_suspended(frame, result) {
-            let py = Python::assume_attached();
             // Releasing local trace functions may run destructors: the frame's exception
             // (if it raised) is kept aside meanwhile.
             with_error_aside(|| delivery::forget_frame(py, frame_object as usize));
         }
         // Released outside the thread's stack (a destructor may start another frame).
-        with_error_aside(|| drop(popped));
+        let exception = popped.and_then(|frame| frame.exception);
+        with_error_aside(|| drop(exception.map(|e| e.into_bound(py))));
     }
     let current = interpreter::trace_hook(tstate);
     let other_tool = if is_trampoline(current) {
@@ -652,14 +669,14 @@ unsafe fn dispatch(
             let leaving = unwinding
                 .then(|| top.exception.as_ref().map(|e| e.clone_ref(py)))
                 .flatten();
-            Some((top.consumers.clone(), leaving, replaced))
+            Some((top.consumers.clone(), top.records, leaving, replaced))
         })
         .ok()
         .flatten();
-    let Some((consumers, leaving, replaced)) = found else {
+    let Some((consumers, records, leaving, replaced)) = found else {
         return 0;
     };
-    drop(replaced);
+    drop(replaced.map(|e| e.into_bound(py)));
     let frame_object = Bound::from_borrowed_ptr(py, frame.cast());
     let arg = if arg.is_null() {
         py.None().into_bound(py)
@@ -672,7 +689,11 @@ unsafe fn dispatch(
         frame: &frame_object,
         sets_lineno: false,
         line: None,
-        occurrence: occurrence(event, &code, frame, &arg, exception.as_ref(), unwinding),
+        occurrence: if records {
+            occurrence(event, &code, frame, &arg, exception.as_ref(), unwinding)
+        } else {
+            None
+        },
     };
     match delivery::deliver(py, &consumers, &site, event, &arg) {
         Ok(()) => 0,

@@ -32,6 +32,18 @@ pub fn dispatch_count() -> u64 {
     DISPATCHED.load(Ordering::Relaxed)
 }
 
+/// The interned name of `event` (the same object as a `'call'` literal).
+pub fn event_name<'py>(py: Python<'py>, event: TraceEvent) -> Bound<'py, PyString> {
+    let name = EVENT_NAMES
+        .get(event as usize)
+        .map_or(ptr::null_mut(), |slot| slot.load(Ordering::Relaxed));
+    if name.is_null() {
+        return PyString::intern(py, event.name());
+    }
+    // SAFETY: a strong reference kept for the life of the process (see `prepare`).
+    unsafe { Bound::from_borrowed_ptr(py, name).cast_into_unchecked() }
+}
+
 /// Prepares what the trampoline reads on every event. Called once, at import.
 pub fn prepare(py: Python<'_>) -> PyResult<()> {
     for (slot, event) in EVENT_NAMES.iter().zip(ALL_EVENTS) {
