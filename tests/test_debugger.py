@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bdb
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -243,3 +244,160 @@ def test_continue_decides_natively(engine: str, request, monkeypatch) -> None:
     # around the stops (the first line, the breakpoint, the call that records the bottom frame).
     assert stock_calls > 300
     assert len(calls) < 10, calls
+
+
+# -- threads, coexistence --------------------------------------------------------------------
+
+
+def test_a_breakpoint_in_another_thread_stops_in_that_thread(tmp_path: Path) -> None:
+    # Stock pdb does not trace threads started while it runs, so this is not differential.
+    target = tmp_path / "threads.py"
+    shutil.copyfile(PROGRAMS / "threads.py", target)
+    commands = [
+        "b 5",
+        "c",
+        "p index",
+        "p threading.current_thread().name",
+        "n",
+        "p square",
+        "c",
+        "q",
+    ]
+    out = _run(["-m", "ferrotrace.debugger", str(target)], commands, tmp_path)
+    assert f"> {target}(5)worker()" in out
+    assert "(Pdb) 7\n" in out
+    assert "(Pdb) 'Thread-1 (worker)'\n" in out
+    assert "(Pdb) 49\n" in out
+    assert "results [49]" in out
+    assert "Traceback" not in out
+
+
+def test_beside_a_ferrotrace_tracer(installed) -> None:
+    events: list[tuple[str, int]] = []
+
+    def callback(frame, event, arg):
+        events.append((event, frame.f_lineno))
+        return callback
+
+    commands = ["b 12", "c", "p total", "n", "c"]
+    try:
+        with ferrotrace.Tracer(callback, functions=["fib"]):
+            stock_out, _ = _session(debugger.StockPdb, "fibsum.py", commands)
+    except NotImplementedError as exc:
+        pytest.skip(str(exc))
+    alone = list(events)
+    events.clear()
+    with ferrotrace.Tracer(callback, functions=["fib"]):
+        out, _ = _session(debugger.Pdb, "fibsum.py", commands)
+    assert out == stock_out
+    assert "(Pdb) 33\n" in out
+    assert events == alone
+    assert ("call", 3) in events
+
+
+@pytest.mark.parametrize("core", ["ctrace", "sysmon"])
+def test_beside_coverage(core: str, tmp_path: Path) -> None:
+    if core == "sysmon" and sys.version_info < (3, 12):
+        pytest.skip("coverage's sys.monitoring core needs 3.12+")
+    script = tmp_path / "observe.py"
+    script.write_text(
+        "import io, json, sys, bdb, coverage\n"
+        "import ferrotrace, ferrotrace.debugger as d\n"
+        "ferrotrace.install()\n"
+        "cls = d.Pdb if sys.argv[1] == 'ferrotrace' else d.StockPdb\n"
+        f"path = {str(PROGRAMS / 'fibsum.py')!r}\n"
+        "cov = coverage.Coverage(data_file=None)\n"
+        "cov.start()\n"
+        "out = io.StringIO()\n"
+        "dbg = cls(stdin=io.StringIO('b 12\\nc\\np total\\nc\\n'), stdout=out, readrc=False)\n"
+        "ns = {'__name__': '__main__', '__file__': path}\n"
+        "dbg.run(compile(open(path).read(), path, 'exec'), ns)\n"
+        "cov.stop()\n"
+        "print(json.dumps({'pdb': out.getvalue(),\n"
+        "                  'lines': sorted(cov.get_data().lines(path) or [])}))\n"
+    )
+    env = {**os.environ, "COVERAGE_CORE": core}
+    seen = {}
+    for engine in ("stock", "ferrotrace"):
+        proc = subprocess.run(
+            [sys.executable, str(script), engine], capture_output=True, text=True, env=env
+        )
+        assert proc.returncode == 0, proc.stderr
+        seen[engine] = json.loads(proc.stdout.splitlines()[-1])
+    assert seen["ferrotrace"] == seen["stock"]
+    assert "(Pdb) 33\n" in seen["ferrotrace"]["pdb"]
+    if core == "sysmon":
+        # On its own tool id coverage sees every line run, the debugger's stops included.
+        assert {5, 6, 11, 12, 13, 21} <= set(seen["ferrotrace"]["lines"])
+    # (With the C tracer, pdb's sys.settrace replaces coverage's, stock and ferrotrace alike.)
+
+
+# -- end to end, in a terminal ---------------------------------------------------------------
+
+
+class _Terminal:
+    """A program on a pseudo-terminal: send a line, read up to the next prompt."""
+
+    def __init__(self, argv: list[str], cwd: Path) -> None:
+        import pty
+
+        self.master, slave = pty.openpty()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "FERROTRACE"))}
+        env.update(HOME=str(cwd), TERM="dumb", NO_COLOR="1")
+        self.proc = subprocess.Popen(
+            argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env, close_fds=True
+        )
+        os.close(slave)
+        self.transcript = ""
+
+    def read_until(self, marker: str, timeout: float = 60) -> str:
+        import select
+        import time
+
+        deadline = time.monotonic() + timeout
+        start = len(self.transcript)
+        while marker not in self.transcript[start:]:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"no {marker!r} in:\n{self.transcript}"
+            ready, _, _ = select.select([self.master], [], [], remaining)
+            if ready:
+                try:
+                    chunk = os.read(self.master, 4096)
+                except OSError:  # the program exited (EIO)
+                    break
+                if not chunk:
+                    break
+                self.transcript += chunk.decode(errors="replace").replace("\r\n", "\n")
+        return self.transcript[start:]
+
+    def send(self, line: str, until: str = "(Pdb) ") -> str:
+        os.write(self.master, line.encode() + b"\n")
+        return self.read_until(until)
+
+    def close(self) -> int:
+        code = self.proc.wait(timeout=60)
+        os.close(self.master)
+        return code
+
+
+def test_ferrotrace_debug_in_a_terminal(tmp_path: Path) -> None:
+    target = tmp_path / "fibsum.py"
+    shutil.copyfile(PROGRAMS / "fibsum.py", target)
+    command = Path(sys.executable).parent / "ferrotrace"
+    term = _Terminal([str(command), "debug", str(target)], tmp_path)
+    try:
+        assert "-> import sys" in term.read_until("(Pdb) ")
+        assert f"Breakpoint 1 at {target}:12" in term.send("break 12")
+        assert "-> value = total * 2" in term.send("continue")
+        assert "33" in term.send("p total")
+        assert "-> return value" in term.send("step")
+        assert "66" in term.send("p value")
+        term.send("!value = 500")
+        assert "500" in term.send("p value")
+        out = term.send("continue")
+        assert "result 500" in out
+        assert "The program finished and will be restarted" in out
+        term.send("quit", until="")
+    finally:
+        code = term.close()
+    assert code == 0, term.transcript
