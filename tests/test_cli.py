@@ -137,6 +137,24 @@ def test_trace_runs_on_every_version(tmp_path: Path) -> None:
     assert (result.returncode, result.stdout, result.stderr) == (0, "hello\n", "")
 
 
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring tool ids are 3.12+")
+def test_no_free_monitoring_tool_is_a_one_line_error(tmp_path: Path) -> None:
+    write(tmp_path, "prog.py", "open('ran', 'w').close()\n")
+    site = write(
+        tmp_path,
+        "site/sitecustomize.py",
+        "import sys\nfor tool in range(6):\n    sys.monitoring.use_tool_id(tool, 'other')\n",
+    )
+    env = clean_env(PYTHONPATH=str(site.parent))
+    result = ferrotrace(
+        "trace", "-o", "t.json", "--format", "chrome", "prog.py", cwd=tmp_path, env=env
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("ferrotrace trace: error: ")
+    assert "tool id" in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "ran").exists() and not (tmp_path / "t.json").exists()
+
+
 # --- the traced program behaves as under python -----------------------------------------------
 
 SHOW_ENVIRONMENT = """\

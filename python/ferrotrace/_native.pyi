@@ -46,7 +46,8 @@ class tracing:
     ) -> bool: ...
 
 class Tracer:
-    """A trace function with a native filter (Python 3.12+ for now).
+    """A trace function with a native filter (``sys.monitoring`` on 3.12+, a PEP 523
+    frame-evaluation hook on 3.11).
 
     ``callback(frame, event, arg)`` has the contract of a ``sys.settrace`` global function but
     sees only the scopes the filter selects; it is independent of ``sys.settrace`` and of
@@ -100,8 +101,7 @@ class DebuggerCore:
 
 class Recorder:
     """Records the events a native filter selects into native per-thread buffers, with no
-    Python call per event, and writes them as a Perfetto, Chrome JSON or text trace
-    (Python 3.12+ for now).
+    Python call per event, and writes them as a Perfetto, Chrome JSON or text trace.
 
     The filter arguments are ``Tracer``'s. With ``reprs=True`` the repr of returned values and
     the message of exceptions are recorded too (this runs their ``__repr__``/``__str__``);

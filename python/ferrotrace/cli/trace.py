@@ -237,7 +237,7 @@ def main(argv: Sequence[str]) -> int:
     def start() -> None:
         try:
             recorder.start(all_threads=True)
-        except NotImplementedError as error:
+        except RuntimeError as error:  # FerrotraceError, or no free sys.monitoring tool id
             raise CliError(str(error)) from None
         atexit.register(finisher)
 
