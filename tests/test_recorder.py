@@ -398,3 +398,19 @@ def test_a_recorder_beside_a_tracer_sees_the_same_calls(tmp_path: Path) -> None:
     assert Counter(e["name"] for e in slices) == Counter(seen)
     assert Counter(seen) == {"fib": 15, "catches": 1, "failing": 1}
     assert_properly_nested(slices)
+
+
+def test_code_objects_are_released_with_the_recorder() -> None:
+    """The sink holds each code object it saw (so its address stays its own) until the
+    recorder goes; many start/stop cycles neither leak nor lose references."""
+    code = fib.__code__
+    before = sys.getrefcount(code)
+    for _ in range(200):
+        recorder = ferrotrace.Recorder(functions=["fib"])
+        with recorder:
+            fib(3)
+        assert recorder.call_count == 5
+        assert sys.getrefcount(code) > before
+        del recorder
+    gc.collect()
+    assert sys.getrefcount(code) == before
