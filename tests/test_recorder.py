@@ -414,3 +414,25 @@ def test_code_objects_are_released_with_the_recorder() -> None:
         del recorder
     gc.collect()
     assert sys.getrefcount(code) == before
+
+
+def test_a_tracer_started_beside_a_call_recorder_sees_exceptions(tmp_path: Path) -> None:
+    """A recorder of calls and returns leaves exception events off; a tracer that wants them,
+    started later, gets them (in `failing`, where raised, and in `catches`, where caught)."""
+    seen: list[tuple[str, str]] = []
+
+    def callback(frame, event, arg):
+        if event == "exception":
+            seen.append((frame.f_code.co_name, arg[0].__name__))
+        return callback
+
+    recorder = ferrotrace.Recorder(functions=["catches", "failing"], events="call,return")
+    with recorder:
+        catches()
+        with ferrotrace.Tracer(callback, functions=["catches", "failing"]):
+            catches()
+        catches()
+    assert seen == [("failing", "ValueError"), ("catches", "ValueError")]
+    slices = [e for e in chrome_events(recorder, tmp_path) if e["ph"] == "X"]
+    assert Counter(e["name"] for e in slices) == {"catches": 3, "failing": 3}
+    assert all(e["args"]["exception"] == "ValueError" for e in slices if e["name"] == "failing")

@@ -60,8 +60,9 @@ struct CodeEntry {
 
 struct Engine {
     tool: Option<u8>,
-    /// Whether `GLOBAL_EVENTS` (rather than only `DISCOVERY_EVENTS`) are on.
-    global_events_on: bool,
+    /// The global events switched on once some code was wanted (0 before: only
+    /// `DISCOVERY_EVENTS`); see `global_events_wanted`.
+    global_events: u32,
     codes: AddrMap<usize, CodeEntry>,
     environment: Option<Environment>,
 }
@@ -77,7 +78,7 @@ unsafe impl Sync for GilCell {}
 static ENGINE: LazyLock<GilCell> = LazyLock::new(|| {
     GilCell(RefCell::new(Engine {
         tool: None,
-        global_events_on: false,
+        global_events: 0,
         codes: AddrMap::default(),
         environment: None,
     }))
@@ -117,7 +118,7 @@ pub fn add_consumer(
         register_callbacks(py, module, tool)?;
         monitoring(py)?.call_method1("set_events", (tool, DISCOVERY_EVENTS))?;
         with_engine(py, |engine| {
-            engine.global_events_on = false;
+            engine.global_events = 0;
             engine.tool = Some(tool);
             engine.environment = Some(environment);
         });
@@ -156,7 +157,7 @@ pub fn remove_consumer(py: Python<'_>, id: u64) -> PyResult<Option<Consumer>> {
         mon.call_method1("free_tool_id", (tool,))?;
         with_engine(py, |engine| {
             engine.tool = None;
-            engine.global_events_on = false;
+            engine.global_events = 0;
         });
     } else {
         restart_events(py)?;
@@ -400,20 +401,30 @@ fn wanted_by(
 fn ensure_local_events(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<()> {
     let key = code.as_ptr() as usize;
     let (tool, needs_local, needs_global) = with_engine(py, |engine| {
-        let wanted = with_consumers(py, |consumers| local_events_wanted(consumers));
+        let (wanted, global) = with_consumers(py, |consumers| {
+            (
+                local_events_wanted(consumers),
+                global_events_wanted(consumers),
+            )
+        });
         let needs_local = engine
             .codes
             .get_mut(&key)
             .is_some_and(|entry| std::mem::replace(&mut entry.local_events, wanted) == 0);
-        let needs_global = !std::mem::replace(&mut engine.global_events_on, true);
+        // More global events when a consumer that wants them came; never fewer while running
+        // (events nobody wants are dropped by the delivery).
+        let needs_global = (global & !engine.global_events != 0).then(|| {
+            engine.global_events |= global;
+            engine.global_events
+        });
         (engine.tool, needs_local, needs_global)
     });
     let Some(tool) = tool else {
         return Ok(());
     };
     let mon = monitoring(py)?;
-    if needs_global {
-        mon.call_method1("set_events", (tool, GLOBAL_EVENTS))?;
+    if let Some(global) = needs_global {
+        mon.call_method1("set_events", (tool, global))?;
     }
     if needs_local {
         let events = with_consumers(py, |consumers| local_events_wanted(consumers));
@@ -431,11 +442,30 @@ fn local_events_wanted(consumers: &[Consumer]) -> u32 {
         let events = c.filter.events();
         events.contains(TraceEvent::Line) || events.contains(TraceEvent::Exception)
     });
-    if needs_lines {
-        LOCAL_EVENTS
-    } else {
-        LOCAL_EVENTS & !(LINE | JUMP)
+    let mut events = LOCAL_EVENTS;
+    if !needs_lines {
+        events &= !(LINE | JUMP);
     }
+    if !wants_exceptions(consumers) {
+        events &= !STOP_ITERATION;
+    }
+    events
+}
+
+/// The global events once some code is wanted: `RAISE` (which only makes `exception` events,
+/// for every raise anywhere) only if some consumer wants `exception` events.
+fn global_events_wanted(consumers: &[Consumer]) -> u32 {
+    if wants_exceptions(consumers) {
+        GLOBAL_EVENTS
+    } else {
+        GLOBAL_EVENTS & !RAISE
+    }
+}
+
+fn wants_exceptions(consumers: &[Consumer]) -> bool {
+    consumers
+        .iter()
+        .any(|c| c.filter.events().contains(TraceEvent::Exception))
 }
 
 fn module_name_of(frame: &Bound<'_, PyAny>) -> Option<String> {
