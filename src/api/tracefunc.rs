@@ -32,9 +32,6 @@ pub fn settrace(py: Python<'_>, function: &Bound<'_, PyAny>) -> PyResult<()> {
     legacy::set_trace(py, function)?;
     #[cfg(Py_3_12)]
     crate::hook::debugger_monitoring::on_settrace(function)?;
-    // Called from a frame a Tracer traces: the Tracer keeps tracing it, beside the new function.
-    #[cfg(all(Py_3_11, not(Py_3_12)))]
-    crate::hook::evalframe::adopt_trace_hook();
     Ok(())
 }
 

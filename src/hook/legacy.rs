@@ -63,7 +63,11 @@ pub fn set_trace(py: Python<'_>, func: &Bound<'_, PyAny>) -> PyResult<()> {
     } else {
         Some(trace_trampoline as ffi::Py_tracefunc)
     };
-    threadstate::set_current_thread(py, hook, func)
+    threadstate::set_current_thread(py, hook, func)?;
+    // Called from a frame a Tracer traces (3.11): the Tracer keeps tracing it, beside `func`.
+    #[cfg(all(Py_3_11, not(Py_3_12)))]
+    super::evalframe::adopt_trace_hook();
+    Ok(())
 }
 
 /// Sets `func` as the trace function of every thread that exists now.
@@ -73,7 +77,10 @@ pub fn set_trace_all_threads(py: Python<'_>, func: &Bound<'_, PyAny>) -> PyResul
     } else {
         Some(trace_trampoline as ffi::Py_tracefunc)
     };
-    threadstate::set_all_threads(py, hook, func)
+    threadstate::set_all_threads(py, hook, func)?;
+    #[cfg(all(Py_3_11, not(Py_3_12)))]
+    super::evalframe::adopt_trace_hook();
+    Ok(())
 }
 
 /// The `Py_tracefunc` ferrotrace registers. Never unwinds into CPython.
