@@ -594,3 +594,26 @@ def test_settrace_called_inside_a_traced_frame() -> None:
         settrace_inside(ferrotrace.settrace, foreign)
     assert tracer_log == expected
     assert [entry[1] for entry in foreign_log if entry[0] == "call"] == ["target", "leaf"]
+
+
+def test_callback_that_sets_a_trace_function() -> None:
+    """A callback that starts a sys.settrace user (as ``pdb.set_trace()`` does): the Tracer
+    keeps its own events, and the new function gets the frames started afterwards."""
+    full = sys_stream()
+    foreign_log: list = []
+    foreign = recorder(foreign_log)
+    tracer_log: list = []
+
+    def callback(frame, event, arg):
+        tracer_log.append(describe(frame, event, arg))
+        if event == "call" and sys.gettrace() is None:
+            sys.settrace(foreign)
+        return callback
+
+    try:
+        with ferrotrace.Tracer(callback, functions=["target"]):
+            workload()
+    finally:
+        sys.settrace(None)
+    assert tracer_log == only(full, "target")
+    assert foreign_log[:2] == [("call", "leaf", 0, None), ("line", "leaf", 1, None)]

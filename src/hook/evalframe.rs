@@ -622,6 +622,17 @@ unsafe extern "C" fn trampoline(
     )
 }
 
+/// Puts the trampoline back in front of the thread's trace hook if something set another one
+/// (or none) while the trampoline ran; that one is chained to from now on.
+unsafe fn stay_in_front() {
+    let tstate = ffi::PyThreadState_Get();
+    let current = interpreter::trace_hook(tstate);
+    if !is_trampoline(current) {
+        let _ = THREAD.try_with(|t| t.chained.set(current));
+        interpreter::set_trace_hook(tstate, Some(trampoline_hook()));
+    }
+}
+
 unsafe fn dispatch(
     obj: *mut ffi::PyObject,
     frame: *mut ffi::PyFrameObject,
@@ -633,12 +644,7 @@ unsafe fn dispatch(
         let status = other_tool(obj, frame, what, arg);
         // The other tool may have set another function (or none), as a debugger does when
         // it continues: from now on the trampoline chains to that.
-        let tstate = ffi::PyThreadState_Get();
-        let current = interpreter::trace_hook(tstate);
-        if !is_trampoline(current) {
-            let _ = THREAD.try_with(|t| t.chained.set(current));
-            interpreter::set_trace_hook(tstate, Some(trampoline_hook()));
-        }
+        stay_in_front();
         if status != 0 {
             // Its error propagates; the consumers do not see this event (as with
             // sys.monitoring, where the first raising callback ends the event).
@@ -695,7 +701,10 @@ unsafe fn dispatch(
             None
         },
     };
-    match delivery::deliver(py, &consumers, &site, event, &arg) {
+    let delivered = delivery::deliver(py, &consumers, &site, event, &arg);
+    // A callback may have set a trace function (`pdb.set_trace()`): chain to it.
+    stay_in_front();
+    match delivered {
         Ok(()) => 0,
         Err(err) => {
             err.restore(py);
