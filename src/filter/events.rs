@@ -59,6 +59,11 @@ impl EventMask {
         self.0 == 0
     }
 
+    /// The events in either mask.
+    pub fn union(self, other: Self) -> Self {
+        EventMask(self.0 | other.0)
+    }
+
     /// The events in the mask, in [`Self::SELECTABLE`] order.
     pub fn iter(self) -> impl Iterator<Item = TraceEvent> {
         Self::SELECTABLE
@@ -117,6 +122,16 @@ impl fmt::Debug for EventMask {
 mod tests {
     use super::*;
     use crate::protocol::ALL_EVENTS;
+
+    #[test]
+    fn union_has_the_events_of_both() {
+        let calls = EventMask::parse("call,return").unwrap();
+        let lines = EventMask::parse("line").unwrap();
+        let both = calls.union(lines);
+        assert!(both.contains(TraceEvent::Call) && both.contains(TraceEvent::Line));
+        assert!(!both.contains(TraceEvent::Exception));
+        assert_eq!(both.union(EventMask::empty()), both);
+    }
 
     #[test]
     fn names_are_the_protocols() {

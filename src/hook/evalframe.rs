@@ -30,7 +30,7 @@ use pyo3::prelude::*;
 
 use crate::bindings::interpreter::{self, InterpreterFrame};
 use crate::errors::FerrotraceError;
-use crate::filter::{cache, CachedDecision, CodeInfo, Environment};
+use crate::filter::{cache, CachedDecision, CodeInfo, Environment, EventMask};
 use crate::hook::addr_hash::AddrMap;
 use crate::hook::consumer::{self, with_consumers, Consumer, Sink};
 use crate::hook::decision::{code_names, depth_scope, library_environment, thread_consumers};
@@ -87,6 +87,8 @@ struct TracedFrame {
     consumers: Rc<[u64]>,
     /// Whether one of them records (then events are also described for a record sink).
     records: bool,
+    /// The events some of them want: the others return at once.
+    wanted: EventMask,
     /// The exception of the frame's last `exception` event: the one that leaves the frame if
     /// it then unwinds (3.11's `return` event does not carry it).
     exception: Option<Py<PyAny>>,
@@ -475,9 +477,16 @@ unsafe fn begin_frame(
             pushed: false,
         });
     }
-    let records = with_consumers(py, |all| {
-        all.iter()
-            .any(|c| consumers.contains(&c.id) && matches!(c.sink, Sink::Record(_)))
+    let (records, wanted) = with_consumers(py, |all| {
+        all.iter().filter(|c| consumers.contains(&c.id)).fold(
+            (false, EventMask::empty()),
+            |(records, wanted), c| {
+                (
+                    records || matches!(c.sink, Sink::Record(_)),
+                    wanted.union(c.filter.events()),
+                )
+            },
+        )
     });
     let current = interpreter::trace_hook(tstate);
     let pushed = THREAD
@@ -489,6 +498,7 @@ unsafe fn begin_frame(
                 frame,
                 consumers: consumers.into(),
                 records,
+                wanted,
                 exception: None,
             });
         })
@@ -668,14 +678,16 @@ unsafe fn dispatch(
         .try_with(|thread| {
             let mut traced = thread.traced.borrow_mut();
             let top = traced.last_mut().filter(|top| top.frame == target)?;
-            let replaced = match &arg_exception {
-                Some(exception) => top.exception.replace(exception.clone().unbind()),
-                None => None,
+            // A record sink describes an unwinding frame by the exception that leaves it.
+            let replaced = match (&arg_exception, top.records) {
+                (Some(exception), true) => top.exception.replace(exception.clone().unbind()),
+                _ => None,
             };
             let leaving = unwinding
                 .then(|| top.exception.as_ref().map(|e| e.clone_ref(py)))
                 .flatten();
-            Some((top.consumers.clone(), top.records, leaving, replaced))
+            let consumers = top.wanted.contains(event).then(|| top.consumers.clone());
+            Some((consumers, top.records, leaving, replaced))
         })
         .ok()
         .flatten();
@@ -683,6 +695,11 @@ unsafe fn dispatch(
         return 0;
     };
     drop(replaced.map(|e| e.into_bound(py)));
+    let Some(consumers) = consumers else {
+        // No consumer of this frame wants this kind of event (a recorder of calls and its
+        // lines): CPython's eval loop still reports it, ferrotrace returns at once.
+        return 0;
+    };
     let frame_object = Bound::from_borrowed_ptr(py, frame.cast());
     let arg = if arg.is_null() {
         py.None().into_bound(py)
