@@ -67,6 +67,14 @@ pub struct DebuggerCore {
     botframe: Option<Py<PyAny>>,
     breaks: BreakTable,
     codes: HashMap<usize, CodeFacts>,
+    /// 3.11: the debugger's route object (`start()`, `end(frame)`): while only breakpoints can
+    /// stop the program, a ferrotrace `Tracer` (the PEP 523 route) on the functions that can
+    /// hold one delivers this core's events instead of the legacy hook.
+    #[cfg(not(Py_3_12))]
+    route: Option<Py<PyAny>>,
+    /// 3.11: the route's running Tracer and the breakpoint generation it was made for.
+    #[cfg(not(Py_3_12))]
+    route_tracer: Option<(Py<PyAny>, u64)>,
     /// The `threading` module, while this core is its hook for new threads.
     thread_hook: Option<Py<PyAny>>,
     /// The thread that last set `stopframe` (a stepping command); None until then.
@@ -99,6 +107,10 @@ impl DebuggerCore {
             codes: HashMap::new(),
             stepping_thread: None,
             thread_hook: None,
+            #[cfg(not(Py_3_12))]
+            route: None,
+            #[cfg(not(Py_3_12))]
+            route_tracer: None,
             skipped: 0,
         }
     }
@@ -179,6 +191,10 @@ impl DebuggerCore {
         if value {
             crate::hook::debugger_monitoring::end_for(slf)?;
         }
+        #[cfg(not(Py_3_12))]
+        if value {
+            route_stop(slf)?;
+        }
         // Natively, as `threading.settrace(None)` would: no Python frame while tracing is on.
         if let Some(threading) = hooked {
             let threading = threading.bind(slf.py());
@@ -253,14 +269,63 @@ impl DebuggerCore {
         match decision {
             Intercept::Deliver(dispatch) => {
                 let name = pyo3::types::PyString::intern(py, trace_event(event).name());
-                Ok(dispatch.call1(py, (frame, name, arg))?)
+                // As ferrotrace's trampoline does on 3.11: edits pdb makes through f_locals
+                // (`!x = 1`) are written back, also when a Tracer delivers the event.
+                #[cfg(not(Py_3_13))]
+                let raw = frame.as_ptr().cast::<ffi::PyFrameObject>();
+                // SAFETY: a live frame; the GIL is held.
+                #[cfg(not(Py_3_13))]
+                unsafe {
+                    if crate::bindings::frame::fast_as_locals(raw)
+                        && ffi::PyFrame_FastToLocalsWithError(raw) < 0
+                    {
+                        return Err(PyErr::fetch(py));
+                    }
+                }
+                let result = dispatch.call1(py, (frame, name, arg));
+                // SAFETY: as above.
+                #[cfg(not(Py_3_13))]
+                unsafe {
+                    if crate::bindings::frame::fast_as_locals(raw) {
+                        ffi::PyFrame_LocalsToFast(raw, 1);
+                    }
+                }
+                let result = result?;
+                #[cfg(not(Py_3_12))]
+                route_after_stop(slf, frame)?;
+                Ok(result)
             }
             Intercept::KeepTracing => Ok(slf.clone().into_any().unbind()),
             Intercept::NoLocalTracing => Ok(py.None()),
         }
     }
 
+    /// 3.11: the object whose `start()` moves this core onto a Tracer while it only waits for
+    /// breakpoints and whose `end(frame)` brings it back to the legacy hook.
+    #[cfg(not(Py_3_12))]
+    fn set_route(&mut self, route: Py<PyAny>) {
+        self.route = Some(route);
+    }
+
+    /// 3.11: the Tracer the route started (None: stopped), for the current breakpoints.
+    #[cfg(not(Py_3_12))]
+    #[pyo3(signature = (tracer, /))]
+    fn set_route_tracer(&mut self, tracer: Option<Py<PyAny>>) {
+        let generation = self.breaks.generation();
+        self.route_tracer = tracer.map(|t| (t, generation));
+    }
+
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        #[cfg(not(Py_3_12))]
+        for object in [
+            self.route.as_ref(),
+            self.route_tracer.as_ref().map(|(t, _)| t),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            visit.call(object)?;
+        }
         for object in [
             &self.dispatch,
             &self.canonic,
@@ -284,6 +349,11 @@ impl DebuggerCore {
         self.returnframe = None;
         self.botframe = None;
         self.thread_hook = None;
+        #[cfg(not(Py_3_12))]
+        {
+            self.route = None;
+            self.route_tracer = None;
+        }
         self.codes.clear();
     }
 }
@@ -302,7 +372,6 @@ impl DebuggerCore {
 
     /// Only breakpoints can stop the program, and nothing else of bdb's needs events: the
     /// `sys.monitoring` route may take over (`crate::hook::debugger_monitoring`).
-    #[cfg(Py_3_12)]
     pub(crate) fn breakpoints_only(&self) -> bool {
         self.state.only_breakpoints()
             && !self.state.user_call_observes
@@ -333,6 +402,61 @@ impl DebuggerCore {
             Ordering::Relaxed,
         );
     }
+}
+
+/// 3.11, after bdb's Python ran on an event the route's Tracer delivered: the user stepped
+/// (back to the legacy hook), or changed breakpoints (the route starts again for them).
+#[cfg(not(Py_3_12))]
+fn route_after_stop(core: &Bound<'_, DebuggerCore>, frame: &Bound<'_, PyAny>) -> PyResult<()> {
+    let (route, running, waiting, generation) = {
+        let this = core.try_borrow()?;
+        (
+            this.route.as_ref().map(|r| r.clone_ref(core.py())),
+            this.route_tracer.as_ref().map(|(_, g)| *g),
+            this.breakpoints_only(),
+            this.breaks.generation(),
+        )
+    };
+    let (Some(route), Some(route_generation)) = (route, running) else {
+        return Ok(());
+    };
+    if !waiting {
+        route.call_method1(core.py(), "end", (frame,))?;
+    } else if route_generation != generation {
+        route.call_method0(core.py(), "start")?;
+    }
+    Ok(())
+}
+
+/// 3.11, from the legacy trampoline: the core only waits for breakpoints, so the route takes
+/// over (once; other threads just drop their legacy hook).
+#[cfg(not(Py_3_12))]
+fn route_take_over(core: &Bound<'_, DebuggerCore>) -> PyResult<()> {
+    let py = core.py();
+    let (route, running, generation) = {
+        let this = core.try_borrow()?;
+        (
+            this.route.as_ref().map(|r| r.clone_ref(py)),
+            this.route_tracer.as_ref().map(|(_, g)| *g),
+            this.breaks.generation(),
+        )
+    };
+    let Some(route) = route else { return Ok(()) };
+    if running == Some(generation) {
+        return crate::hook::legacy::set_trace(py, &py.None().into_bound(py));
+    }
+    route.call_method0(py, "start")?;
+    Ok(())
+}
+
+/// 3.11: stops the route's Tracer natively (`quitting`: no Python frame while tracing is on).
+#[cfg(not(Py_3_12))]
+fn route_stop(core: &Bound<'_, DebuggerCore>) -> PyResult<()> {
+    let tracer = core.try_borrow_mut()?.route_tracer.take();
+    if let Some((tracer, _)) = tracer {
+        tracer.call_method0(core.py(), "stop")?;
+    }
+    Ok(())
 }
 
 fn trace_event(event: Event) -> TraceEvent {
@@ -383,13 +507,16 @@ pub unsafe fn intercept(
     let decided = decide_for(core, frame, event);
     // Continuing with breakpoints: sys.monitoring takes over, so that code without
     // breakpoints runs with no hook at all.
-    #[cfg(Py_3_12)]
     if matches!(
         decided,
         Ok(Intercept::KeepTracing | Intercept::NoLocalTracing)
     ) && core.try_borrow().is_ok_and(|c| c.breakpoints_only())
     {
-        if let Err(err) = crate::hook::debugger_monitoring::take_over(core) {
+        #[cfg(Py_3_12)]
+        let taken = crate::hook::debugger_monitoring::take_over(core);
+        #[cfg(not(Py_3_12))]
+        let taken = route_take_over(core);
+        if let Err(err) = taken {
             return Some(Err(err));
         }
     }

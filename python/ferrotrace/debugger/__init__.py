@@ -14,15 +14,17 @@ bdb could stop or act, so ``continue`` runs code without breakpoints at native s
 
 from __future__ import annotations
 
+import ast
 import bdb as _bdb
 import contextlib
+import linecache
 import pdb as _pdb
 import sys
 import threading
 import types
 
-from ferrotrace import _install
-from ferrotrace._native import CoreField, DebuggerCore
+from ferrotrace import _install, _native
+from ferrotrace._native import CoreField, DebuggerCore, Tracer
 
 __all__ = [
     "Bdb",
@@ -99,6 +101,8 @@ class _NativeCore:
             for name in _DECIDING_METHODS
         )
         core.set_policy(python_decides, cls.user_call not in _QUIET_USER_CALLS)
+        if sys.version_info < (3, 12):
+            core.set_route(_EvalFrameRoute(self, core))
         self.__dict__["_ferrotrace_core_object"] = core
         return core
 
@@ -149,6 +153,105 @@ class _NativeCore:
     clear_bpbynumber = _then_sync_breaks("clear_bpbynumber")
     clear_all_file_breaks = _then_sync_breaks("clear_all_file_breaks")
     clear_all_breaks = _then_sync_breaks("clear_all_breaks")
+
+
+def _code_scopes(tree: ast.Module) -> list[tuple[int, int, str]]:
+    """(first line, last line, co_name) of every code object the source compiles to: the
+    module, functions (from their first decorator), lambdas, classes and 3.11's comprehensions."""
+    names = {
+        ast.ListComp: "<listcomp>",
+        ast.SetComp: "<setcomp>",
+        ast.DictComp: "<dictcomp>",
+        ast.GeneratorExp: "<genexpr>",
+        ast.Lambda: "<lambda>",
+    }
+    scopes = [(1, sys.maxsize, "<module>")]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            scopes.append((first, node.end_lineno or node.lineno, node.name))
+        elif type(node) in names:
+            scopes.append((node.lineno, node.end_lineno or node.lineno, names[type(node)]))
+    return scopes
+
+
+def _breakpoint_functions(breaks: dict) -> list[str] | None:
+    """The co_names of the code objects in which a breakpoint line can run (every scope that
+    contains the line: a name matches in any file, which only traces more); None when a
+    file's source cannot be read."""
+    names: set[str] = set()
+    for filename, lines in breaks.items():
+        source = "".join(linecache.getlines(filename))
+        if not source:
+            return None
+        try:
+            scopes = _code_scopes(ast.parse(source))
+        except (SyntaxError, ValueError):
+            return None
+        for line in lines:
+            names.update(name for first, last, name in scopes if first <= line <= last)
+    return sorted(names)
+
+
+class _EvalFrameRoute:
+    """3.11: while the debugger only waits for breakpoints, a ferrotrace ``Tracer`` (the PEP 523
+    route: no C trace hook outside the frames it selects) delivers the core's events for the
+    functions where a breakpoint can run, instead of the legacy hook that slows every frame.
+    The core calls ``start()`` when the program continues and ``end(frame)`` when the user
+    steps at a breakpoint."""
+
+    def __init__(self, debugger, core) -> None:
+        self._debugger = debugger
+        self._core = core
+        self._tracer = None
+
+    def start(self) -> None:
+        functions = _breakpoint_functions(self._debugger.breaks)
+        self._stop_tracer()
+        if functions is None or self._breakpoint_in_a_running_frame():
+            # Stays on the legacy hook: a Tracer sees frames from their start only.
+            return
+        tracer = Tracer(self._core, functions=functions)
+        try:
+            tracer.start(all_threads=True)
+        except NotImplementedError:
+            return
+        self._tracer = tracer
+        self._core.set_route_tracer(tracer)
+        _native.settrace(None)  # this thread's legacy hook: the Tracer delivers now
+
+    def _breakpoint_in_a_running_frame(self) -> bool:
+        debugger = self._debugger
+        for top in sys._current_frames().values():
+            frame = top
+            while frame is not None:
+                lines = debugger.breaks.get(debugger.canonic(frame.f_code.co_filename))
+                if lines:
+                    code = frame.f_code
+                    last = max((line for _, _, line in code.co_lines() if line), default=0)
+                    if any(code.co_firstlineno <= line <= last for line in lines):
+                        return True
+                frame = frame.f_back
+        return False
+
+    def end(self, frame) -> None:
+        self._stop_tracer()
+        core = self._core
+        _native.settrace(core)
+        # The frames bdb's `call` events would have traced: the stopped one and, above it,
+        # those of files with breakpoints.
+        first = True
+        while frame is not None:
+            if frame.f_trace is None and (first or self._debugger.break_anywhere(frame)):
+                frame.f_trace = core
+            first = False
+            frame = frame.f_back
+
+    def _stop_tracer(self) -> None:
+        tracer, self._tracer = self._tracer, None
+        self._core.set_route_tracer(None)
+        if tracer is not None:
+            tracer.stop()
 
 
 class Bdb(_NativeCore, StockBdb):
