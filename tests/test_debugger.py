@@ -193,6 +193,32 @@ def test_module_target(tmp_path: Path) -> None:
     assert "(Pdb) 8\n" in ours
 
 
+def test_breakpoint_builtin_and_post_mortem(tmp_path: Path) -> None:
+    """``breakpoint()`` with PYTHONBREAKPOINT=ferrotrace.set_trace and ferrotrace.post_mortem()
+    against pdb.set_trace and pdb.post_mortem."""
+    target = tmp_path / "entry_points.py"
+    shutil.copyfile(PROGRAMS / "entry_points.py", target)
+    commands = ["p total", "!total = 10", "until 10", "p doubled", "c", "p divisor", "up", "q"]
+    outputs = {}
+    for debugger_module, hook in (("pdb", "pdb.set_trace"), ("ferrotrace", "ferrotrace.set_trace")):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "FERROTRACE"))}
+        env.update(HOME=str(tmp_path), NO_COLOR="1", PYTHONBREAKPOINT=hook)
+        proc = subprocess.run(
+            [sys.executable, str(target), debugger_module],
+            input="\n".join(commands) + "\n",
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            timeout=120,
+        )
+        outputs[debugger_module] = proc.stdout + proc.stderr
+    assert outputs["ferrotrace"] == outputs["pdb"]
+    out = outputs["ferrotrace"]
+    assert "(Pdb) 6\n" in out and "(Pdb) 20\n" in out and "result 20" in out
+    assert "(Pdb) 0\n" in out and "done" in out
+
+
 # -- in-process: the native core really decides ---------------------------------------------
 
 
