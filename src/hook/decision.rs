@@ -65,6 +65,28 @@ pub fn thread_consumers(py: Python<'_>) -> Vec<u64> {
     ids
 }
 
+/// Keeps in `ids` the consumers that trace the calling thread (see [`thread_consumers`]);
+/// once decided for the thread, without allocating.
+pub fn retain_thread_consumers(py: Python<'_>, ids: &mut Vec<u64>) {
+    let generation = registry_generation();
+    let filtered = THREAD_DECISION.try_with(|thread| {
+        if thread.generation.get() != generation {
+            return false;
+        }
+        let on_thread = thread.consumers.borrow();
+        ids.retain(|id| on_thread.contains(id));
+        true
+    });
+    match filtered {
+        Ok(true) => {}
+        Ok(false) => {
+            let on_thread = thread_consumers(py);
+            ids.retain(|id| on_thread.contains(id));
+        }
+        Err(_) => ids.clear(),
+    }
+}
+
 /// The `threading` name of the calling thread, read from `threading._active` without an
 /// import (which would go through the running frame's `__builtins__`) and without running
 /// Python code; None if the thread is not known there (yet).

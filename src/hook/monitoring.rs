@@ -20,7 +20,9 @@ use crate::bindings::frame;
 use crate::filter::{CodeInfo, Environment};
 use crate::hook::addr_hash::AddrMap;
 use crate::hook::consumer::{self, with_consumers, Consumer, Sink};
-use crate::hook::decision::{code_names, depth_scope, library_environment, thread_consumers};
+use crate::hook::decision::{
+    code_names, depth_scope, library_environment, retain_thread_consumers,
+};
 use crate::hook::delivery::{self, EventFrame};
 use crate::hook::fastcall;
 use crate::hook::record_sink::{now_ns, record_kind, LineSource, Missing, Occurrence};
@@ -607,8 +609,7 @@ fn deliver(
     if ids.is_empty() {
         return Ok(());
     }
-    let on_thread = thread_consumers(py);
-    ids.retain(|id| on_thread.contains(id));
+    retain_thread_consumers(py, &mut ids);
     // SAFETY: the GIL is held; in a monitoring callback the current frame is the monitored one.
     let raw_frame = unsafe { ffi::PyEval_GetFrame() };
     if raw_frame.is_null() {
