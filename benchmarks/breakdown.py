@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for name, _ in GROUPS:
             n = by_group.get(name, 0)
-            if abs(n) < total * 0.005:
+            if abs(n) < untraced_total * 0.001:  # under 0.1 % of the untraced run
                 continue
             row = [name, f"{n / 1e6:,.2f}M", f"{n / total:.0%}"]
             rows.append(row + ([f"{n / events:,.0f}"] if events else []))
