@@ -60,6 +60,10 @@ struct CodeFacts {
 #[pyclass(module = "ferrotrace._native", name = "DebuggerCore")]
 pub struct DebuggerCore {
     dispatch: Option<Py<PyAny>>,
+    /// bdb's `trace_dispatch` for a `line` event only a breakpoint can stop at, without its
+    /// per-event context manager (the debugger's `_ferrotrace_breakpoint_line`); None: use
+    /// `dispatch`.
+    breakpoint_line: Option<Py<PyAny>>,
     canonic: Option<Py<PyAny>>,
     state: StepState,
     stopframe: Option<Py<PyAny>>,
@@ -98,6 +102,7 @@ impl DebuggerCore {
     fn new(dispatch: Py<PyAny>, canonic: Py<PyAny>) -> Self {
         DebuggerCore {
             dispatch: Some(dispatch),
+            breakpoint_line: None,
             canonic: Some(canonic),
             state: StepState::default(),
             stopframe: None,
@@ -219,6 +224,12 @@ impl DebuggerCore {
         self.state.user_call_observes = user_call_observes;
     }
 
+    /// What to call for a `line` event that only a breakpoint can stop at (same arguments and
+    /// effects as bdb's `trace_dispatch` for it).
+    fn set_breakpoint_line(&mut self, function: Py<PyAny>) {
+        self.breakpoint_line = Some(function);
+    }
+
     /// Replaces the breakpoint lines with bdb's `breaks` ({canonic file: [line, ...]}).
     fn set_breaks(&mut self, breaks: &Bound<'_, PyDict>) -> PyResult<()> {
         let mut files = Vec::with_capacity(breaks.len());
@@ -328,6 +339,7 @@ impl DebuggerCore {
         }
         for object in [
             &self.dispatch,
+            &self.breakpoint_line,
             &self.canonic,
             &self.stopframe,
             &self.returnframe,
@@ -344,6 +356,7 @@ impl DebuggerCore {
 
     fn __clear__(&mut self) {
         self.dispatch = None;
+        self.breakpoint_line = None;
         self.canonic = None;
         self.stopframe = None;
         self.returnframe = None;
@@ -390,9 +403,13 @@ impl DebuggerCore {
         self.breaks.generation()
     }
 
+    /// What to call for a `line` event at a breakpoint when bdb's `stop_here` is false.
     #[cfg(Py_3_12)]
-    pub(crate) fn dispatch(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.dispatch.as_ref().map(|d| d.clone_ref(py))
+    pub(crate) fn breakpoint_dispatch(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.breakpoint_line
+            .as_ref()
+            .or(self.dispatch.as_ref())
+            .map(|d| d.clone_ref(py))
     }
 
     fn count_native_decision(&mut self) {
@@ -637,6 +654,12 @@ unsafe fn decide_for(
             Some(dispatch) => Intercept::Deliver(dispatch.clone_ref(py)),
             None => Intercept::KeepTracing,
         },
+        Decision::DeliverBreakpointLine => {
+            match this.breakpoint_line.as_ref().or(this.dispatch.as_ref()) {
+                Some(dispatch) => Intercept::Deliver(dispatch.clone_ref(py)),
+                None => Intercept::KeepTracing,
+            }
+        }
         Decision::KeepTracing => {
             this.count_native_decision();
             Intercept::KeepTracing

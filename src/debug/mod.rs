@@ -72,6 +72,9 @@ pub struct FrameFacts<'a> {
 pub enum Decision {
     /// Call bdb's Python `trace_dispatch`.
     Deliver,
+    /// A `line` event that only a breakpoint can stop at (bdb's `stop_here` is false): bdb's
+    /// `dispatch_line` decides (and evaluates the breakpoint's condition).
+    DeliverBreakpointLine,
     /// Nothing to do; the frame keeps (or, on `call`, gets) the debugger as its local function.
     KeepTracing,
     /// `call` only: the frame is not traced (bdb's dispatch_call returns None).
@@ -113,6 +116,7 @@ pub fn decide(state: &StepState, event: Event, frame: &FrameFacts<'_>) -> Decisi
         }
     };
     match event {
+        Event::Line if !stop_here && may_break_here(frame) => Decision::DeliverBreakpointLine,
         Event::Line | Event::Opcode => deliver_if(stop_here || may_break_here(frame)),
         Event::Call => {
             if !state.botframe_set {
@@ -183,7 +187,7 @@ mod tests {
         );
         assert_eq!(
             decide(&state, Event::Line, &frame(7, Some(&breaks))),
-            Decision::Deliver
+            Decision::DeliverBreakpointLine
         );
         assert_eq!(
             decide(&state, Event::Return, &frame(7, Some(&breaks))),
@@ -197,7 +201,7 @@ mod tests {
         let breaks = [1];
         assert_eq!(
             decide(&state, Event::Line, &frame(4, Some(&breaks))),
-            Decision::Deliver
+            Decision::DeliverBreakpointLine
         );
     }
 
@@ -326,7 +330,7 @@ mod tests {
         elsewhere.lineno = 7;
         assert_eq!(
             decide(&stepping, Event::Line, &elsewhere),
-            Decision::Deliver
+            Decision::DeliverBreakpointLine
         );
         elsewhere.is_returnframe = true;
         assert_eq!(

@@ -258,7 +258,7 @@ pub fn _debugger_on_line(
     if !debugger::line_may_break(core, code, line)? {
         return disable(py);
     }
-    let Some(dispatch) = core.try_borrow()?.dispatch(py) else {
+    let Some(dispatch) = core.try_borrow()?.breakpoint_dispatch(py) else {
         return Ok(py.None());
     };
     // SAFETY: the GIL is held; in a monitoring callback the current frame is the monitored one.

@@ -60,6 +60,8 @@ _DECIDING_METHODS = (
     "break_here",
     "break_anywhere",
 )
+# 3.12+ bdb records the frame being dispatched (`set_enterframe`, without a `finally`).
+_HAS_ENTERFRAME = hasattr(StockBdb, "set_enterframe")
 # `user_call`s that do nothing unless `stop_here(frame)`.
 _QUIET_USER_CALLS = (StockBdb.user_call, StockPdb.user_call)
 
@@ -101,10 +103,22 @@ class _NativeCore:
             for name in _DECIDING_METHODS
         )
         core.set_policy(python_decides, cls.user_call not in _QUIET_USER_CALLS)
+        core.set_breakpoint_line(self._ferrotrace_breakpoint_line)
         if sys.version_info < (3, 12):
             core.set_route(_EvalFrameRoute(self, core))
         self.__dict__["_ferrotrace_core_object"] = core
         return core
+
+    def _ferrotrace_breakpoint_line(self, frame, event, arg):
+        """bdb's ``trace_dispatch`` for a ``line`` event that only a breakpoint can stop at
+        (not quitting, not stepping here), without its per-event context manager: the hot
+        path of a conditional breakpoint. Same effects, ``enterframe`` (3.12+) included."""
+        if _HAS_ENTERFRAME:
+            self.enterframe = frame
+            result = self.dispatch_line(frame)
+            self.enterframe = None
+            return result
+        return self.dispatch_line(frame)
 
     @property
     def _ferrotrace_core(self) -> DebuggerCore:
