@@ -362,7 +362,7 @@ for t in threads:
 
 
 def test_chrome_and_perfetto_per_thread(tmp_path: Path) -> None:
-    from test_recorder import assert_properly_nested, decode, message, scalar
+    from test_recorder import assert_properly_nested, decode, default_tracks, message, scalar
 
     write(tmp_path, "threads.py", THREADS)
     chrome = ferrotrace(
@@ -395,8 +395,9 @@ def test_chrome_and_perfetto_per_thread(tmp_path: Path) -> None:
             for thread in message(descriptor, 4):
                 tracks[scalar(descriptor, 1)] = scalar(thread, 5).decode()
     assert sorted(tracks.values()) == ["MainThread", "worker-0", "worker-1", "worker-2"]
+    defaults = default_tracks(packets)
     begins = Counter(
-        tracks[scalar(event, 11)]
+        tracks[scalar(event, 11) or defaults[scalar(packet, 10)]]
         for packet in packets
         for event in message(packet, 11)
         if scalar(event, 9) == 1

@@ -205,6 +205,16 @@ def scalar(fields: list[tuple[int, int | bytes]], number: int):
     return next((value for field, value in fields if field == number), None)
 
 
+def default_tracks(packets: list) -> dict[int, int]:
+    """Sequence -> the track its track events default to (TracePacketDefaults)."""
+    tracks = {}
+    for packet in packets:
+        for defaults in message(packet, 59):  # TracePacket.trace_packet_defaults
+            for track_event in message(defaults, 11):  # TracePacketDefaults.track_event_defaults
+                tracks[scalar(packet, 10)] = scalar(track_event, 11)  # .track_uuid
+    return tracks
+
+
 def test_perfetto_parses_with_a_track_per_thread(tmp_path: Path) -> None:
     recorder = record()
     path = tmp_path / "trace.pftrace"
@@ -221,13 +231,14 @@ def test_perfetto_parses_with_a_track_per_thread(tmp_path: Path) -> None:
     names: dict[tuple[int, int], str] = {}  # (sequence, iid) -> function name
     depth: Counter = Counter()
     begins: Counter = Counter()
+    defaults = default_tracks(packets)
     for packet in packets:
         sequence = scalar(packet, 10)  # trusted_packet_sequence_id
         for interned in message(packet, 12):
             for name in message(interned, 2):  # InternedData.event_names
                 names[(sequence, scalar(name, 1))] = scalar(name, 2).decode()
         for event in message(packet, 11):  # TracePacket.track_event
-            track = scalar(event, 11)
+            track = scalar(event, 11) or defaults[sequence]
             assert track in thread_tracks
             if scalar(event, 9) == 1:  # TYPE_SLICE_BEGIN
                 depth[track] += 1

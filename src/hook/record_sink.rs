@@ -10,13 +10,12 @@
 //!    with [`Missing::gather`] (which may run Python code: `repr`, `Thread.name`) and records
 //!    with [`RecordSink::record`].
 //!
-//! Timestamps are nanoseconds of one monotonic clock (`CLOCK_MONOTONIC`, through
-//! [`Instant`]) since the first recorder of the process started.
+//! Timestamps are nanoseconds of one monotonic clock (`CLOCK_MONOTONIC`) since the first
+//! recorder of the process started.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
-use std::time::Instant;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -28,13 +27,29 @@ use crate::record::{Event, EventKind, FunctionId, FunctionInfo, ProcessInfo, Rec
 /// Longest repr kept for a return value or an exception, in characters.
 pub const DETAIL_MAX_CHARS: usize = 120;
 
-static CLOCK_BASE: LazyLock<Instant> = LazyLock::new(Instant::now);
+static CLOCK_BASE_NS: LazyLock<u64> = LazyLock::new(monotonic_ns);
 static NEXT_SINK_SERIAL: AtomicU64 = AtomicU64::new(1);
+
+/// `CLOCK_MONOTONIC` in nanoseconds, read directly: `Instant::elapsed` adds overflow checks
+/// and a `Duration` per event.
+#[inline]
+fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    (now.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(now.tv_nsec as u64)
+}
 
 /// Nanoseconds since the process's recording clock started.
 #[inline]
 pub fn now_ns() -> u64 {
-    u64::try_from(CLOCK_BASE.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    let base = *CLOCK_BASE_NS;
+    monotonic_ns().saturating_sub(base)
 }
 
 thread_local! {

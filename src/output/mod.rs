@@ -254,7 +254,8 @@ mod tests {
         let mut trace = Vec::new();
         Format::Perfetto.write(&recording, &mut trace).unwrap();
         let packets = testing::decode(&trace).unwrap();
-        assert_eq!(packets.len(), 2 + 2 * depth as usize);
+        // The process's track, the thread's track and clock, a begin and an end per call.
+        assert_eq!(packets.len(), 3 + 2 * depth as usize);
     }
 
     #[test]

@@ -2,34 +2,43 @@
 //! it; field numbers from `protos/perfetto/trace/` in the Perfetto repository, named beside
 //! each use.
 //!
-//! The file is a `Trace`: a sequence of `TracePacket`s.
+//! The file is a `Trace`: a sequence of `TracePacket`s, written as the Perfetto SDK's track
+//! events are, in the compact form its incremental state allows.
 //! 1. The process track: a `TrackDescriptor` with a `ProcessDescriptor` (pid, name).
 //! 2. Per thread, in recording order, one packet sequence (its own
 //!    `trusted_packet_sequence_id`, as each thread of an SDK-instrumented program has):
 //!    - first a `TrackDescriptor` for the thread's track (parent: the process track) with a
 //!      `ThreadDescriptor` (pid, tid, name). It clears the sequence's incremental state
-//!      (`SEQ_INCREMENTAL_STATE_CLEARED`) and interns the category `python` and the debug
-//!      annotation names;
+//!      (`SEQ_INCREMENTAL_STATE_CLEARED`), interns the category `python` and the debug
+//!      annotation names, and sets the sequence's `TracePacketDefaults`: the thread's track
+//!      for every track event (which then names no track) and the sequence's incremental
+//!      clock for every timestamp;
+//!    - then a `ClockSnapshot` that defines that clock (id 64, sequence-scoped, incremental:
+//!      each packet's timestamp is the nanoseconds since the previous one's) against the
+//!      default trace clock (`BOOTTIME`, on which the recording's timestamps are written);
 //!    - then one `TrackEvent` packet per slice begin and end (`TYPE_SLICE_BEGIN`,
-//!      `TYPE_SLICE_END`), timestamp in nanoseconds on the default trace clock, flagged
-//!      `SEQ_NEEDS_INCREMENTAL_STATE`. A function's name (`EventName`) and source location
-//!      (`SourceLocation`: file, qualified name, first line) are interned on the sequence the
-//!      first time the thread calls it, with iid = function id + 1.
+//!      `TYPE_SLICE_END`), flagged `SEQ_NEEDS_INCREMENTAL_STATE`. A function's name
+//!      (`EventName`) and source location (`SourceLocation`: file, qualified name, first line)
+//!      are interned on the sequence the first time the thread calls it, with iid = function
+//!      id + 1.
 //!
 //! What Perfetto's UI shows for a slice: its name, the category, the args
 //! `source.file_name`, `source.function_name`, `source.line_number` (from the interned
-//! source location), and the debug annotations `debug.line` (the line the call started at:
-//! for a resumed generator, where it resumed), `debug.return`, `debug.exception`, and
-//! `debug.unfinished` for a call still open at the end (see [`crate::output`]). The
-//! annotations that describe the end are written on the `SLICE_END` packet; the trace
-//! processor merges a slice's begin and end arguments.
+//! source location), and the debug annotations `debug.line` (only when the call started
+//! elsewhere than the function's first line: a resumed generator), `debug.return`,
+//! `debug.exception`, and `debug.unfinished` for a call still open at the end (see
+//! [`crate::output`]). The annotations that describe the end are written on the `SLICE_END`
+//! packet; the trace processor merges a slice's begin and end arguments.
+//!
+//! Packets are encoded straight into one output buffer, written out whenever it holds
+//! [`FLUSH_BYTES`]: the file is streamed, never held whole in memory.
 //!
 //! Track uuids: the process track is `pid << 32 | 1`, thread `n` (from 0) is that plus
 //! `n + 1`.
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 
-use super::protobuf::{varint_array, Encoder, WIRE_LEN};
+use super::protobuf::{Encoder, WIRE_LEN};
 use super::spans::{End, Step, Steps};
 use super::{describe, TraceWriter};
 use crate::record::{Event, FunctionId, Recording, ThreadBuffer};
@@ -45,12 +54,33 @@ mod field {
 
     /// `TracePacket` (trace_packet.proto)
     pub mod packet {
+        pub const CLOCK_SNAPSHOT: u32 = 6; // ClockSnapshot clock_snapshot
         pub const TIMESTAMP: u32 = 8; // optional uint64 timestamp
         pub const TRUSTED_PACKET_SEQUENCE_ID: u32 = 10; // uint32 trusted_packet_sequence_id
         pub const TRACK_EVENT: u32 = 11; // TrackEvent track_event
         pub const INTERNED_DATA: u32 = 12; // optional InternedData interned_data
         pub const SEQUENCE_FLAGS: u32 = 13; // optional uint32 sequence_flags
+        pub const TRACE_PACKET_DEFAULTS: u32 = 59; // optional TracePacketDefaults ...
         pub const TRACK_DESCRIPTOR: u32 = 60; // TrackDescriptor track_descriptor
+    }
+
+    /// `TracePacketDefaults` (trace_packet_defaults.proto)
+    pub mod trace_packet_defaults {
+        pub const TRACK_EVENT_DEFAULTS: u32 = 11; // optional TrackEventDefaults ...
+        pub const TIMESTAMP_CLOCK_ID: u32 = 58; // optional uint32 timestamp_clock_id
+    }
+
+    /// `TrackEventDefaults` (track_event/track_event.proto)
+    pub mod track_event_defaults {
+        pub const TRACK_UUID: u32 = 11; // optional uint64 track_uuid
+    }
+
+    /// `ClockSnapshot` and its `Clock` (clock_snapshot.proto)
+    pub mod clock_snapshot {
+        pub const CLOCKS: u32 = 1; // repeated Clock clocks
+        pub const CLOCK_ID: u32 = 1; // Clock: optional uint32 clock_id
+        pub const TIMESTAMP: u32 = 2; // Clock: optional uint64 timestamp
+        pub const IS_INCREMENTAL: u32 = 3; // Clock: optional bool is_incremental
     }
 
     /// `TrackDescriptor` (track_event/track_descriptor.proto)
@@ -80,7 +110,6 @@ mod field {
         pub const DEBUG_ANNOTATIONS: u32 = 4; // repeated DebugAnnotation debug_annotations
         pub const TYPE: u32 = 9; // optional Type type
         pub const NAME_IID: u32 = 10; // uint64 name_iid (oneof name_field)
-        pub const TRACK_UUID: u32 = 11; // optional uint64 track_uuid
         pub const SOURCE_LOCATION_IID: u32 = 34; // uint64 source_location_iid
     }
 
@@ -122,6 +151,12 @@ const TYPE_SLICE_END: u64 = 2;
 /// `TracePacket.SequenceFlags`
 const SEQ_INCREMENTAL_STATE_CLEARED: u64 = 1;
 const SEQ_NEEDS_INCREMENTAL_STATE: u64 = 2;
+/// `BuiltinClock.BUILTIN_CLOCK_BOOTTIME`: the default trace clock.
+const CLOCK_BOOTTIME: u64 = 6;
+/// The first sequence-scoped clock id (64 to 127): each thread's incremental clock.
+const CLOCK_INCREMENTAL: u64 = 64;
+/// The output buffer is written out when it holds this many bytes.
+const FLUSH_BYTES: usize = 1 << 20;
 
 /// Interned on every thread's sequence by its first packet.
 const CATEGORY_IID: u64 = 1;
@@ -156,69 +191,63 @@ fn int32_id(id: u64) -> i64 {
 
 impl TraceWriter for PerfettoWriter {
     fn write(&self, recording: &Recording, out: &mut dyn Write) -> io::Result<()> {
-        let mut out = BufWriter::with_capacity(1 << 16, out);
-        let mut packet = Encoder::new();
+        let mut buffer = Encoder::with_capacity(FLUSH_BYTES + (FLUSH_BYTES >> 4));
         let process = &recording.process;
         let pid = int32_id(u64::from(process.pid));
         let process_track = process_uuid(process.pid);
 
-        packet.uint(
-            field::packet::TRUSTED_PACKET_SEQUENCE_ID,
-            PROCESS_SEQUENCE.into(),
-        );
-        packet.uint(field::packet::SEQUENCE_FLAGS, SEQ_INCREMENTAL_STATE_CLEARED);
-        packet.message(field::packet::TRACK_DESCRIPTOR, |track| {
-            use field::{process_descriptor as pd, track_descriptor as td};
-            track.uint(td::UUID, process_track);
-            track.message(td::PROCESS, |p| {
-                p.int(pd::PID, pid);
-                if !process.name.is_empty() {
-                    p.string(pd::PROCESS_NAME, &process.name);
-                }
+        buffer.message(field::TRACE_PACKET, |packet| {
+            packet.uint(
+                field::packet::TRUSTED_PACKET_SEQUENCE_ID,
+                PROCESS_SEQUENCE.into(),
+            );
+            packet.uint(field::packet::SEQUENCE_FLAGS, SEQ_INCREMENTAL_STATE_CLEARED);
+            packet.message(field::packet::TRACK_DESCRIPTOR, |track| {
+                use field::{process_descriptor as pd, track_descriptor as td};
+                track.uint(td::UUID, process_track);
+                track.message(td::PROCESS, |p| {
+                    p.int(pd::PID, pid);
+                    if !process.name.is_empty() {
+                        p.string(pd::PROCESS_NAME, &process.name);
+                    }
+                });
             });
         });
-        emit(&mut out, &packet)?;
 
         for (index, thread) in recording.threads().iter().enumerate() {
-            let sequence = (index as u32).wrapping_add(PROCESS_SEQUENCE + 1);
-            let track = process_track.wrapping_add(index as u64 + 1);
             let mut writer = ThreadWriter {
                 recording,
-                sequence,
-                track,
+                sequence: (index as u32).wrapping_add(PROCESS_SEQUENCE + 1),
+                track: process_track.wrapping_add(index as u64 + 1),
                 interned: vec![false; recording.functions.len() + 1],
-                packet: &mut packet,
-                out: &mut out,
+                last_ts: thread.events().next().map_or(0, |e| e.timestamp_ns),
+                buffer: &mut buffer,
+                out: &mut *out,
             };
-            writer.descriptor(thread, pid, process_track)?;
+            writer.descriptor(thread, pid, process_track);
             writer.events(thread)?;
         }
+        out.write_all(buffer.bytes())?;
         out.flush()
     }
 }
 
-/// Writes `packet` as one `Trace.packet` field.
-fn emit(out: &mut impl Write, packet: &Encoder) -> io::Result<()> {
-    let (key, key_len) = varint_array((u64::from(field::TRACE_PACKET) << 3) | u64::from(WIRE_LEN));
-    let (len, len_len) = varint_array(packet.bytes().len() as u64);
-    out.write_all(&key[..key_len])?;
-    out.write_all(&len[..len_len])?;
-    out.write_all(packet.bytes())
-}
-
 /// One thread's packet sequence.
-struct ThreadWriter<'a, W: Write> {
+struct ThreadWriter<'a> {
     recording: &'a Recording,
     sequence: u32,
     track: u64,
     /// Which functions' names and source locations this sequence has interned, by
     /// [`Self::iid`] - 1.
     interned: Vec<bool>,
-    packet: &'a mut Encoder,
-    out: &'a mut W,
+    /// The timestamp of the sequence's last packet: the next one is written as the
+    /// nanoseconds since it.
+    last_ts: u64,
+    buffer: &'a mut Encoder,
+    out: &'a mut dyn Write,
 }
 
-impl<W: Write> ThreadWriter<'_, W> {
+impl ThreadWriter<'_> {
     /// The iid of a function's `EventName` and `SourceLocation`: its id + 1; every id the table
     /// did not give shares the iid after the last function's (named `<unknown>`).
     fn iid(&self, function: FunctionId) -> u64 {
@@ -227,38 +256,61 @@ impl<W: Write> ThreadWriter<'_, W> {
         index as u64 + 1
     }
 
-    fn descriptor(&mut self, thread: &ThreadBuffer, pid: i64, parent: u64) -> io::Result<()> {
-        let (sequence, track) = (self.sequence, self.track);
-        let p = &mut *self.packet;
-        p.clear();
-        p.uint(field::packet::TRUSTED_PACKET_SEQUENCE_ID, sequence.into());
-        p.uint(field::packet::SEQUENCE_FLAGS, SEQ_INCREMENTAL_STATE_CLEARED);
-        p.message(field::packet::TRACK_DESCRIPTOR, |t| {
-            use field::{thread_descriptor as thd, track_descriptor as td};
-            t.uint(td::UUID, track);
-            t.uint(td::PARENT_UUID, parent);
-            t.message(td::THREAD, |th| {
-                th.int(thd::PID, pid);
-                th.int(thd::TID, int32_id(thread.tid()));
-                if !thread.name().is_empty() {
-                    th.string(thd::THREAD_NAME, thread.name());
+    /// The thread's track, the sequence's defaults and interned names, and its clock (whose
+    /// value starts at `last_ts`).
+    fn descriptor(&mut self, thread: &ThreadBuffer, pid: i64, parent: u64) {
+        let (sequence, track, base_ts) = (self.sequence, self.track, self.last_ts);
+        self.buffer.message(field::TRACE_PACKET, |p| {
+            p.uint(field::packet::TRUSTED_PACKET_SEQUENCE_ID, sequence.into());
+            p.uint(field::packet::SEQUENCE_FLAGS, SEQ_INCREMENTAL_STATE_CLEARED);
+            p.message(field::packet::TRACE_PACKET_DEFAULTS, |d| {
+                use field::{trace_packet_defaults as tpd, track_event_defaults as ted};
+                d.message(tpd::TRACK_EVENT_DEFAULTS, |e| {
+                    e.uint(ted::TRACK_UUID, track)
+                });
+                d.uint(tpd::TIMESTAMP_CLOCK_ID, CLOCK_INCREMENTAL);
+            });
+            p.message(field::packet::TRACK_DESCRIPTOR, |t| {
+                use field::{thread_descriptor as thd, track_descriptor as td};
+                t.uint(td::UUID, track);
+                t.uint(td::PARENT_UUID, parent);
+                t.message(td::THREAD, |th| {
+                    th.int(thd::PID, pid);
+                    th.int(thd::TID, int32_id(thread.tid()));
+                    if !thread.name().is_empty() {
+                        th.string(thd::THREAD_NAME, thread.name());
+                    }
+                });
+            });
+            p.message(field::packet::INTERNED_DATA, |data| {
+                use field::{interned_data as id, interned_name as name};
+                data.message(id::EVENT_CATEGORIES, |c| {
+                    c.uint(name::IID, CATEGORY_IID);
+                    c.string(name::NAME, CATEGORY);
+                });
+                for (iid, text) in ANNOTATION_NAMES {
+                    data.message(id::DEBUG_ANNOTATION_NAMES, |n| {
+                        n.uint(name::IID, iid);
+                        n.string(name::NAME, text);
+                    });
                 }
             });
         });
-        p.message(field::packet::INTERNED_DATA, |data| {
-            use field::{interned_data as id, interned_name as name};
-            data.message(id::EVENT_CATEGORIES, |c| {
-                c.uint(name::IID, CATEGORY_IID);
-                c.string(name::NAME, CATEGORY);
-            });
-            for (iid, text) in ANNOTATION_NAMES {
-                data.message(id::DEBUG_ANNOTATION_NAMES, |n| {
-                    n.uint(name::IID, iid);
-                    n.string(name::NAME, text);
+        self.buffer.message(field::TRACE_PACKET, |p| {
+            p.uint(field::packet::TRUSTED_PACKET_SEQUENCE_ID, sequence.into());
+            p.message(field::packet::CLOCK_SNAPSHOT, |snapshot| {
+                use field::clock_snapshot as cs;
+                snapshot.message(cs::CLOCKS, |clock| {
+                    clock.uint(cs::CLOCK_ID, CLOCK_BOOTTIME);
+                    clock.uint(cs::TIMESTAMP, base_ts);
                 });
-            }
+                snapshot.message(cs::CLOCKS, |clock| {
+                    clock.uint(cs::CLOCK_ID, CLOCK_INCREMENTAL);
+                    clock.uint(cs::TIMESTAMP, base_ts);
+                    clock.bool(cs::IS_INCREMENTAL, true);
+                });
+            });
         });
-        emit(self.out, self.packet)
     }
 
     fn events(&mut self, thread: &ThreadBuffer) -> io::Result<()> {
@@ -267,21 +319,41 @@ impl<W: Write> ThreadWriter<'_, W> {
                 Step::Begin { call, ts } => self.begin(call, ts),
                 Step::End(end) => self.end(&end),
             }
-            emit(self.out, self.packet)?;
+            if self.buffer.bytes().len() >= FLUSH_BYTES {
+                self.out.write_all(self.buffer.bytes())?;
+                self.buffer.clear();
+            }
         }
         Ok(())
     }
 
-    /// Starts a track event packet of this sequence.
-    fn start_packet(&mut self, ts: u64) {
-        let p = &mut *self.packet;
-        p.clear();
-        p.uint(field::packet::TIMESTAMP, ts);
-        p.uint(
-            field::packet::TRUSTED_PACKET_SEQUENCE_ID,
-            self.sequence.into(),
-        );
+    /// The packet fields every track event of this sequence starts with; `ts` as the time
+    /// since the previous packet (steps never go back in time).
+    fn packet_header(p: &mut Encoder, delta_ns: u64, sequence: u32) {
+        p.uint(field::packet::TIMESTAMP, delta_ns);
+        p.uint(field::packet::TRUSTED_PACKET_SEQUENCE_ID, sequence.into());
         p.uint(field::packet::SEQUENCE_FLAGS, SEQ_NEEDS_INCREMENTAL_STATE);
+    }
+
+    fn delta(&mut self, ts: u64) -> u64 {
+        let delta = ts.saturating_sub(self.last_ts);
+        self.last_ts = self.last_ts.max(ts);
+        delta
+    }
+
+    /// Appends the packet of a track event with nothing interned and no annotation (almost
+    /// every one), encoded in one piece on the stack: `fields` adds the `TrackEvent`'s fields.
+    fn plain_event(&mut self, delta_ns: u64, fields: impl FnOnce(&mut SmallPacket<'_>)) {
+        let sequence = self.sequence;
+        self.buffer.append_in_place(SmallPacket::CAPACITY, |room| {
+            let mut packet = SmallPacket::start(room);
+            packet.uint(field::packet::TIMESTAMP, delta_ns);
+            packet.uint(field::packet::TRUSTED_PACKET_SEQUENCE_ID, sequence.into());
+            packet.uint(field::packet::SEQUENCE_FLAGS, SEQ_NEEDS_INCREMENTAL_STATE);
+            packet.start_track_event();
+            fields(&mut packet);
+            packet.finish()
+        });
     }
 
     fn begin(&mut self, call: &Event, ts: u64) {
@@ -292,65 +364,138 @@ impl<W: Write> ThreadWriter<'_, W> {
             Some(done) => !std::mem::replace(done, true),
             None => false,
         };
-        self.start_packet(ts);
-        let p = &mut *self.packet;
-        if first_use {
-            let (name, file) = describe(functions, call.function);
-            let first_line = functions.get(call.function).map_or(0, |f| f.first_line);
-            p.message(field::packet::INTERNED_DATA, |data| {
-                use field::{interned_data as id, interned_name as n, source_location as sl};
-                data.message(id::EVENT_NAMES, |e| {
-                    e.uint(n::IID, iid);
-                    e.string(n::NAME, name);
-                });
-                data.message(id::SOURCE_LOCATIONS, |s| {
-                    s.uint(sl::IID, iid);
-                    s.string(sl::FILE_NAME, file);
-                    s.string(sl::FUNCTION_NAME, name);
-                    s.uint(sl::LINE_NUMBER, first_line.into());
-                });
+        let first_line = functions.get(call.function).map_or(0, |f| f.first_line);
+        let (delta, sequence) = (self.delta(ts), self.sequence);
+        if !first_use && call.line == first_line {
+            self.plain_event(delta, |e| {
+                e.uint(te::TYPE, TYPE_SLICE_BEGIN);
+                e.uint(te::CATEGORY_IIDS, CATEGORY_IID);
+                e.uint(te::NAME_IID, iid);
+                e.uint(te::SOURCE_LOCATION_IID, iid);
             });
+            return;
         }
-        let track = self.track;
-        p.message(field::packet::TRACK_EVENT, |e| {
-            e.uint(te::TYPE, TYPE_SLICE_BEGIN);
-            e.uint(te::TRACK_UUID, track);
-            e.uint(te::CATEGORY_IIDS, CATEGORY_IID);
-            e.uint(te::NAME_IID, iid);
-            e.uint(te::SOURCE_LOCATION_IID, iid);
-            e.message(te::DEBUG_ANNOTATIONS, |a| {
-                a.uint(da::NAME_IID, ANNOTATION_LINE);
-                a.int(da::INT_VALUE, call.line.into());
+        self.buffer.message(field::TRACE_PACKET, |p| {
+            Self::packet_header(p, delta, sequence);
+            if first_use {
+                let (name, file) = describe(functions, call.function);
+                p.message(field::packet::INTERNED_DATA, |data| {
+                    use field::{interned_data as id, interned_name as n, source_location as sl};
+                    data.message(id::EVENT_NAMES, |e| {
+                        e.uint(n::IID, iid);
+                        e.string(n::NAME, name);
+                    });
+                    data.message(id::SOURCE_LOCATIONS, |s| {
+                        s.uint(sl::IID, iid);
+                        s.string(sl::FILE_NAME, file);
+                        s.string(sl::FUNCTION_NAME, name);
+                        s.uint(sl::LINE_NUMBER, first_line.into());
+                    });
+                });
+            }
+            p.message(field::packet::TRACK_EVENT, |e| {
+                e.uint(te::TYPE, TYPE_SLICE_BEGIN);
+                e.uint(te::CATEGORY_IIDS, CATEGORY_IID);
+                e.uint(te::NAME_IID, iid);
+                e.uint(te::SOURCE_LOCATION_IID, iid);
+                if call.line != first_line {
+                    e.message(te::DEBUG_ANNOTATIONS, |a| {
+                        a.uint(da::NAME_IID, ANNOTATION_LINE);
+                        a.int(da::INT_VALUE, call.line.into());
+                    });
+                }
             });
         });
     }
 
     fn end(&mut self, end: &End<'_>) {
         use field::{debug_annotation as da, track_event as te};
-        self.start_packet(end.ts);
-        let track = self.track;
-        self.packet.message(field::packet::TRACK_EVENT, |e| {
-            e.uint(te::TYPE, TYPE_SLICE_END);
-            e.uint(te::TRACK_UUID, track);
-            let strings = [
-                (ANNOTATION_RETURN, end.return_value()),
-                (ANNOTATION_EXCEPTION, end.exception()),
-            ];
-            for (name, value) in strings {
-                if let Some(value) = value {
+        let (delta, sequence) = (self.delta(end.ts), self.sequence);
+        let (return_value, exception) = (end.return_value(), end.exception());
+        if return_value.is_none() && exception.is_none() && !end.unfinished() {
+            self.plain_event(delta, |e| e.uint(te::TYPE, TYPE_SLICE_END));
+            return;
+        }
+        self.buffer.message(field::TRACE_PACKET, |p| {
+            Self::packet_header(p, delta, sequence);
+            p.message(field::packet::TRACK_EVENT, |e| {
+                e.uint(te::TYPE, TYPE_SLICE_END);
+                let strings = [
+                    (ANNOTATION_RETURN, return_value),
+                    (ANNOTATION_EXCEPTION, exception),
+                ];
+                for (name, value) in strings {
+                    if let Some(value) = value {
+                        e.message(te::DEBUG_ANNOTATIONS, |a| {
+                            a.uint(da::NAME_IID, name);
+                            a.string(da::STRING_VALUE, value);
+                        });
+                    }
+                }
+                if end.unfinished() {
                     e.message(te::DEBUG_ANNOTATIONS, |a| {
-                        a.uint(da::NAME_IID, name);
-                        a.string(da::STRING_VALUE, value);
+                        a.uint(da::NAME_IID, ANNOTATION_UNFINISHED);
+                        a.bool(da::BOOL_VALUE, true);
                     });
                 }
-            }
-            if end.unfinished() {
-                e.message(te::DEBUG_ANNOTATIONS, |a| {
-                    a.uint(da::NAME_IID, ANNOTATION_UNFINISHED);
-                    a.bool(da::BOOL_VALUE, true);
-                });
-            }
+            });
         });
+    }
+}
+
+/// One `Trace.packet` holding varint fields and then a `TrackEvent` of varint fields, encoded
+/// by hand in place: the shape of a plain track event packet. Both lengths fit in one byte.
+struct SmallPacket<'a> {
+    bytes: &'a mut [u8],
+    len: usize,
+    /// Where the `TrackEvent`'s length goes.
+    event_length_at: usize,
+}
+
+impl<'a> SmallPacket<'a> {
+    /// More than the largest plain event packet: the packet's key and length, 3 varint fields
+    /// of the packet, the event's key and length, 4 varint fields of the event (at most
+    /// 2 + 3 * 11 + 2 + 4 * 12 bytes). Below 128, so that both lengths take one byte.
+    const CAPACITY: usize = 96;
+
+    /// A packet written into `bytes` (at least [`Self::CAPACITY`] long).
+    fn start(bytes: &'a mut [u8]) -> Self {
+        let mut packet = SmallPacket {
+            bytes,
+            len: 0,
+            event_length_at: 0,
+        };
+        packet.varint((u64::from(field::TRACE_PACKET) << 3) | u64::from(WIRE_LEN));
+        packet.len += 1; // the packet's length
+        packet
+    }
+
+    fn varint(&mut self, mut value: u64) {
+        while value >= 0x80 {
+            self.bytes[self.len] = (value as u8) | 0x80;
+            self.len += 1;
+            value >>= 7;
+        }
+        self.bytes[self.len] = value as u8;
+        self.len += 1;
+    }
+
+    fn uint(&mut self, field: u32, value: u64) {
+        self.varint(u64::from(field) << 3);
+        self.varint(value);
+    }
+
+    fn start_track_event(&mut self) {
+        self.varint((u64::from(field::packet::TRACK_EVENT) << 3) | u64::from(WIRE_LEN));
+        self.event_length_at = self.len;
+        self.len += 1;
+    }
+
+    /// Fills in the lengths; the bytes used.
+    fn finish(self) -> usize {
+        self.bytes[self.event_length_at] = (self.len - self.event_length_at - 1) as u8;
+        self.bytes[1] = (self.len - 2) as u8;
+        self.len
     }
 }
 
@@ -394,6 +539,12 @@ mod tests {
     #[derive(Default)]
     struct Sequence {
         cleared: bool,
+        /// `TrackEventDefaults.track_uuid`
+        default_track: Option<u64>,
+        /// `TracePacketDefaults.timestamp_clock_id`
+        default_clock: Option<u64>,
+        /// The incremental clock's value, and what to add to it for BOOTTIME.
+        clock: Option<(u64, u64)>,
         categories: HashMap<u64, String>,
         names: HashMap<u64, String>,
         annotation_names: HashMap<u64, String>,
@@ -439,7 +590,10 @@ mod tests {
         for packet in trace.messages(field::TRACE_PACKET) {
             decoded.packets += 1;
             for (number, _) in &packet.0 {
-                assert!([8, 10, 11, 12, 13, 60].contains(number), "field {number}");
+                assert!(
+                    [6, 8, 10, 11, 12, 13, 59, 60].contains(number),
+                    "field {number}"
+                );
             }
             let sequence_id = packet.uint(10).expect("a sequence id");
             assert_ne!(sequence_id, 0);
@@ -450,6 +604,26 @@ mod tests {
                     cleared: true,
                     ..Sequence::default()
                 };
+            }
+            if let Some(defaults) = packet.message(59) {
+                assert!(
+                    flags & SEQ_INCREMENTAL_STATE_CLEARED != 0,
+                    "defaults set late"
+                );
+                sequence.default_clock = defaults.uint(58);
+                sequence.default_track = defaults.message(11).and_then(|d| d.uint(11));
+            }
+            if let Some(snapshot) = packet.message(6) {
+                let clocks: HashMap<u64, Message> = snapshot
+                    .messages(1)
+                    .into_iter()
+                    .map(|c| (c.uint(1).expect("a clock id"), c))
+                    .collect();
+                let incremental = &clocks[&CLOCK_INCREMENTAL];
+                assert_eq!(incremental.uint(3), Some(1), "an incremental clock");
+                let value = incremental.uint(2).expect("its value");
+                let boottime = clocks[&CLOCK_BOOTTIME].uint(2).expect("BOOTTIME's value");
+                sequence.clock = Some((value, boottime.wrapping_sub(value)));
             }
             if let Some(data) = packet.message(12) {
                 assert!(
@@ -488,8 +662,17 @@ mod tests {
                 continue;
             };
             assert!(flags & SEQ_NEEDS_INCREMENTAL_STATE != 0 && sequence.cleared);
-            let ts = packet.uint(8).expect("a timestamp");
-            let track = event.uint(11).expect("a track");
+            let raw_ts = packet.uint(8).expect("a timestamp");
+            let ts = match packet.uint(58).or(sequence.default_clock) {
+                None | Some(CLOCK_BOOTTIME) => raw_ts,
+                Some(CLOCK_INCREMENTAL) => {
+                    let (value, offset) = sequence.clock.as_mut().expect("a clock snapshot");
+                    *value += raw_ts;
+                    *value + *offset
+                }
+                Some(other) => panic!("unknown clock {other}"),
+            };
+            let track = event.uint(11).or(sequence.default_track).expect("a track");
             assert!(decoded.tracks.contains_key(&track), "undescribed track");
             let previous = last_ts.insert(track, ts).unwrap_or(0);
             assert!(previous <= ts, "time goes backwards on track {track}");
@@ -507,13 +690,17 @@ mod tests {
                     let iid = event.uint(10).expect("a name iid");
                     let name = sequence.names.get(&iid).expect("an interned name").clone();
                     let source = sequence.sources[&event.uint(34).unwrap()].clone();
+                    let mut args: BTreeMap<String, String> = annotations.into_iter().collect();
+                    // Without `line`, the call started at the function's first line.
+                    args.entry("line".to_owned())
+                        .or_insert_with(|| source.2.to_string());
                     stack.push(Slice {
                         track,
                         name,
                         start: ts,
                         depth: stack.len(),
                         source,
-                        args: annotations.into_iter().collect(),
+                        args,
                         ..Slice::default()
                     });
                 }
@@ -537,7 +724,8 @@ mod tests {
         let recording = small_recording();
         let decoded = read_back(&write(&recording));
         let calls = recording.call_count();
-        assert_eq!(decoded.packets, 1 + 2 + 2 * calls);
+        // The process, then per thread its descriptor, its clock and two packets per call.
+        assert_eq!(decoded.packets, 1 + 2 * 2 + 2 * calls);
         let process = &decoded.tracks[&decoded.track_order[0]];
         let p = process.message(3).expect("a process descriptor");
         assert_eq!(p.uint(1), Some(4242));

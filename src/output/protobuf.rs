@@ -42,6 +42,22 @@ impl Encoder {
         Encoder::default()
     }
 
+    pub fn with_capacity(bytes: usize) -> Self {
+        Encoder {
+            buf: Vec::with_capacity(bytes),
+        }
+    }
+
+    /// Lets `write` encode in place into `room` more bytes at the end, and keeps the number of
+    /// them it returns (at most `room`): for small messages encoded by hand, with no copy.
+    #[inline]
+    pub fn append_in_place(&mut self, room: usize, write: impl FnOnce(&mut [u8]) -> usize) {
+        let start = self.buf.len();
+        self.buf.resize(start + room, 0);
+        let used = write(&mut self.buf[start..]).min(room);
+        self.buf.truncate(start + used);
+    }
+
     /// Forgets the bytes, keeps the allocation.
     pub fn clear(&mut self) {
         self.buf.clear();
