@@ -167,6 +167,12 @@ def test_recursion_exceptions_and_post_mortem(tmp_path: Path) -> None:
     assert "Uncaught exception. Entering post mortem debugging" in out
 
 
+def test_interact(tmp_path: Path) -> None:
+    # The console reads the rest of stdin; its end of file returns to pdb, which then ends.
+    out = _differential(tmp_path, "fibsum.py", ["b 12", "c", "interact", "total * 3"])
+    assert "99" in out
+
+
 def test_restart_and_run(tmp_path: Path) -> None:
     out = _differential(tmp_path, "fibsum.py", ["b 13", "c", "restart", "c", "p value", "run", "q"])
     assert "Restarting" in out
