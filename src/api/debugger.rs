@@ -272,7 +272,8 @@ impl DebuggerCore {
             "opcode" => Event::Opcode,
             _ => return Ok(slf.clone().into_any().unbind()),
         };
-        if frame.get_type().name()?.to_str()? != "frame" {
+        // SAFETY: a type check on a live object.
+        if unsafe { ffi::PyFrame_Check(frame.as_ptr()) } == 0 {
             return Err(PyValueError::new_err("DebuggerCore: not a frame"));
         }
         // SAFETY: a live frame object (checked above), the GIL held.

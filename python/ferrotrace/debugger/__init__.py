@@ -225,7 +225,8 @@ class _EvalFrameRoute:
         if functions is None or self._breakpoint_in_a_running_frame():
             # Stays on the legacy hook: a Tracer sees frames from their start only.
             return
-        tracer = Tracer(self._core, functions=functions)
+        # Only `call` and `line` can matter while only breakpoints stop the program.
+        tracer = Tracer(self._core, functions=functions, events="call,line")
         try:
             tracer.start(all_threads=True)
         except NotImplementedError:
