@@ -52,6 +52,11 @@ impl Consumer {
         }
     }
 
+    /// Whether the consumer traces every thread (then [`Self::traces_thread`] is true for all).
+    pub fn traces_every_thread(&self) -> bool {
+        self.thread.is_none() && self.failed_threads.is_empty()
+    }
+
     pub fn traces_thread(&self, thread: u64) -> bool {
         self.thread.is_none_or(|only| only == thread) && !self.failed_threads.contains(&thread)
     }

@@ -550,7 +550,7 @@ fn record_fast(
     };
     let occurrence = occurrence_of(kind, code, arg, line, source);
     // SAFETY: always safe to call.
-    let thread = unsafe { ffi::PyThread_get_thread_ident() as u64 };
+    let thread = || unsafe { ffi::PyThread_get_thread_ident() as u64 };
     let mut needs_python: Vec<(u64, Missing)> = Vec::new();
     // Two tables, two different cells: borrowing the registry inside the engine is fine.
     let handled = with_engine(py, |engine| {
@@ -573,7 +573,8 @@ fn record_fast(
                 let Some(consumer) = consumers.iter_mut().find(|c| c.id == id) else {
                     continue;
                 };
-                if !consumer.traces_thread(thread) || !consumer.filter.events().contains(event) {
+                let on_thread = consumer.traces_every_thread() || consumer.traces_thread(thread());
+                if !on_thread || !consumer.filter.events().contains(event) {
                     continue;
                 }
                 if let Sink::Record(sink) = &mut consumer.sink {

@@ -22,7 +22,9 @@ use pyo3::prelude::*;
 
 use crate::hook::addr_hash::AddrMap;
 use crate::protocol::TraceEvent;
-use crate::record::{Event, EventKind, FunctionId, FunctionInfo, ProcessInfo, Recording};
+use crate::record::{
+    Event, EventKind, FunctionId, FunctionInfo, FunctionTable, ProcessInfo, Recording,
+};
 
 /// Longest repr kept for a return value or an exception, in characters.
 pub const DETAIL_MAX_CHARS: usize = 120;
@@ -183,6 +185,15 @@ impl Missing {
     }
 }
 
+/// A code object the sink has seen.
+struct KnownCode {
+    code: Py<PyAny>,
+    function: FunctionId,
+    /// (offset, line) of the last call event that named its line by an offset: a function
+    /// starts at the same offset every time, so its line is looked up once.
+    call_site: Option<(i64, u32)>,
+}
+
 /// A consumer's recording while it records.
 pub struct RecordSink {
     serial: u64,
@@ -195,9 +206,9 @@ pub struct RecordSink {
     /// text format shows it; the trace files do not, and looking it up costs most at the end
     /// of long functions). Without it they record line 0.
     exit_lines: bool,
-    /// Function ids by code object address; the code objects are kept alive so that no other
-    /// code object can take an address while the sink refers to it.
-    functions: AddrMap<usize, (Py<PyAny>, FunctionId)>,
+    /// What the sink knows of each code object, by address; the code objects are kept alive
+    /// so that no other code object can take an address while the sink refers to it.
+    functions: AddrMap<usize, KnownCode>,
     /// Buffer index by native thread id.
     threads: AddrMap<u64, usize>,
 }
@@ -230,7 +241,7 @@ impl RecordSink {
         let function = self
             .functions
             .get(&occurrence.code_key())
-            .map(|(_, id)| *id);
+            .map(|known| known.function);
         let buffer = self.current_buffer();
         let missing = Missing {
             function: function.is_none(),
@@ -251,10 +262,15 @@ impl RecordSink {
     pub fn record(&mut self, occurrence: &Occurrence<'_, '_>, gathered: Gathered) {
         let key = occurrence.code_key();
         let function = match (self.functions.get(&key), gathered.function) {
-            (Some((_, id)), _) => *id,
+            (Some(known), _) => known.function,
             (None, Some((code, info))) => {
                 let id = self.recording.functions.intern(info);
-                self.functions.insert(key, (code, id));
+                let known = KnownCode {
+                    code,
+                    function: id,
+                    call_site: None,
+                };
+                self.functions.insert(key, known);
                 id
             }
             (None, None) => FunctionId::OVERFLOW,
@@ -268,7 +284,10 @@ impl RecordSink {
 
     /// The code objects the sink holds, for the garbage collector and for release.
     pub fn take_code_objects(&mut self) -> Vec<Py<PyAny>> {
-        self.functions.drain().map(|(_, (code, _))| code).collect()
+        self.functions
+            .drain()
+            .map(|(_, known)| known.code)
+            .collect()
     }
 
     /// Takes the recording out, leaving an empty one (same process) in its place.
@@ -306,18 +325,26 @@ impl RecordSink {
         index
     }
 
-    fn line_of(&self, occurrence: &Occurrence<'_, '_>, function: FunctionId) -> u32 {
+    fn line_of(&mut self, occurrence: &Occurrence<'_, '_>, function: FunctionId) -> u32 {
         match occurrence.kind {
             EventKind::Return | EventKind::Unwind | EventKind::Exception if !self.exit_lines => 0,
-            EventKind::Call => match occurrence.resolve_line() {
-                // A module's first instruction has no line: its first line.
-                0 => self
-                    .recording
-                    .functions
-                    .get(function)
-                    .map_or(0, |info| info.first_line),
-                line => line,
-            },
+            EventKind::Call => {
+                let table = &self.recording.functions;
+                let LineSource::Offset(offset) = occurrence.line else {
+                    return call_line(occurrence, table, function);
+                };
+                let Some(known) = self.functions.get_mut(&occurrence.code_key()) else {
+                    return call_line(occurrence, table, function);
+                };
+                match known.call_site {
+                    Some((at, line)) if at == offset => line,
+                    _ => {
+                        let line = call_line(occurrence, table, function);
+                        known.call_site = Some((offset, line));
+                        line
+                    }
+                }
+            }
             _ => occurrence.resolve_line(),
         }
     }
@@ -340,6 +367,15 @@ impl RecordSink {
                 kind: occurrence.kind,
             });
         }
+    }
+}
+
+/// The line a call event starts at, looked up.
+fn call_line(occurrence: &Occurrence<'_, '_>, table: &FunctionTable, function: FunctionId) -> u32 {
+    match occurrence.resolve_line() {
+        // A module's first instruction has no line: its first line.
+        0 => table.get(function).map_or(0, |info| info.first_line),
+        line => line,
     }
 }
 
