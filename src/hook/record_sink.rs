@@ -23,7 +23,7 @@ use pyo3::prelude::*;
 use crate::hook::addr_hash::AddrMap;
 use crate::protocol::TraceEvent;
 use crate::record::{
-    Event, EventKind, FunctionId, FunctionInfo, FunctionTable, ProcessInfo, Recording,
+    Event, EventKind, FunctionId, FunctionInfo, FunctionTable, ProcessInfo, Recorded, Recording,
 };
 
 /// Longest repr kept for a return value or an exception, in characters.
@@ -359,12 +359,9 @@ impl RecordSink {
     ) {
         let line = self.line_of(occurrence, function);
         if let Some(thread) = self.recording.thread_mut(buffer) {
-            thread.push(Event {
-                timestamp_ns: occurrence.timestamp_ns,
+            thread.push(Recorded {
+                event: Event::new(occurrence.kind, function, line, occurrence.timestamp_ns),
                 detail,
-                function,
-                line,
-                kind: occurrence.kind,
             });
         }
     }

@@ -41,7 +41,7 @@ use std::io::{self, Write};
 use super::protobuf::{Encoder, WIRE_LEN};
 use super::spans::{End, Step, Steps};
 use super::{describe, TraceWriter};
-use crate::record::{Event, FunctionId, Recording, ThreadBuffer};
+use crate::record::{EventRef, FunctionId, Recording, ThreadBuffer};
 
 /// Writes [`Format::Perfetto`](super::Format::Perfetto).
 #[derive(Clone, Copy, Debug, Default)]
@@ -316,7 +316,7 @@ impl ThreadWriter<'_> {
     fn events(&mut self, thread: &ThreadBuffer) -> io::Result<()> {
         for step in Steps::of_thread(thread, self.recording.end_timestamp_ns()) {
             match step {
-                Step::Begin { call, ts } => self.begin(call, ts),
+                Step::Begin { call, ts } => self.begin(&call, ts),
                 Step::End(end) => self.end(&end),
             }
             if self.buffer.bytes().len() >= FLUSH_BYTES {
@@ -356,7 +356,7 @@ impl ThreadWriter<'_> {
         });
     }
 
-    fn begin(&mut self, call: &Event, ts: u64) {
+    fn begin(&mut self, call: &EventRef<'_>, ts: u64) {
         use field::{debug_annotation as da, track_event as te};
         let functions = &self.recording.functions;
         let iid = self.iid(call.function);
@@ -505,7 +505,7 @@ mod tests {
 
     use super::*;
     use crate::output::testing::{check_golden, small_recording, Message, Value};
-    use crate::record::{EventKind, FunctionInfo, ProcessInfo};
+    use crate::record::{Event, EventKind, FunctionInfo, ProcessInfo};
 
     fn write(recording: &Recording) -> Vec<u8> {
         let mut out = Vec::new();

@@ -1,13 +1,13 @@
 //! One thread's events as properly nested begin/end steps: the rules both writers share for
 //! streams that do not balance (see [`crate::output`]).
 
-use crate::record::{Event, EventKind, ThreadBuffer};
+use crate::record::{EventKind, EventRef, ThreadBuffer};
 
 /// A step of a balanced stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step<'a> {
     /// A call opens a slice at `ts`.
-    Begin { call: &'a Event, ts: u64 },
+    Begin { call: EventRef<'a>, ts: u64 },
     /// The innermost open slice ends.
     End(End<'a>),
 }
@@ -17,9 +17,9 @@ pub enum Step<'a> {
 pub struct End<'a> {
     pub ts: u64,
     /// The `Return` or `Unwind` event; None when the call was still open at the end.
-    pub close: Option<&'a Event>,
+    pub close: Option<EventRef<'a>>,
     /// The last `Exception` event seen in this frame (not in the frames it called).
-    pub exception_seen: Option<&'a Event>,
+    pub exception_seen: Option<EventRef<'a>>,
 }
 
 impl<'a> End<'a> {
@@ -27,7 +27,7 @@ impl<'a> End<'a> {
     pub fn return_value(&self) -> Option<&'a str> {
         self.close
             .filter(|e| e.kind == EventKind::Return)
-            .and_then(|e| e.detail.as_deref())
+            .and_then(|e| e.detail())
     }
 
     /// The exception the frame raised or saw: the `Unwind` event's detail if the frame
@@ -35,12 +35,9 @@ impl<'a> End<'a> {
     /// without a recorded description is `""`.
     pub fn exception(&self) -> Option<&'a str> {
         let unwound = self.close.filter(|e| e.kind == EventKind::Unwind);
-        match (
-            unwound.and_then(|e| e.detail.as_deref()),
-            self.exception_seen,
-        ) {
+        match (unwound.and_then(|e| e.detail()), self.exception_seen) {
             (Some(detail), _) => Some(detail),
-            (None, Some(seen)) => Some(seen.detail.as_deref().unwrap_or("")),
+            (None, Some(seen)) => Some(seen.detail().unwrap_or("")),
             (None, None) => unwound.map(|_| ""),
         }
     }
@@ -62,7 +59,7 @@ impl<'a> End<'a> {
 pub struct Steps<'a, I> {
     events: I,
     /// The last `Exception` event of each open call, outermost first.
-    open: Vec<Option<&'a Event>>,
+    open: Vec<Option<EventRef<'a>>>,
     last_ts: u64,
     end_ts: Option<u64>,
 }
@@ -73,7 +70,7 @@ impl<'a> Steps<'a, crate::record::Events<'a>> {
     }
 }
 
-impl<'a, I: Iterator<Item = &'a Event>> Steps<'a, I> {
+impl<'a, I: Iterator<Item = EventRef<'a>>> Steps<'a, I> {
     pub fn new(events: I, recording_end_ns: Option<u64>) -> Self {
         Steps {
             events,
@@ -84,7 +81,7 @@ impl<'a, I: Iterator<Item = &'a Event>> Steps<'a, I> {
     }
 }
 
-impl<'a, I: Iterator<Item = &'a Event>> Iterator for Steps<'a, I> {
+impl<'a, I: Iterator<Item = EventRef<'a>>> Iterator for Steps<'a, I> {
     type Item = Step<'a>;
 
     fn next(&mut self) -> Option<Step<'a>> {
@@ -128,15 +125,24 @@ impl<'a, I: Iterator<Item = &'a Event>> Iterator for Steps<'a, I> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::FunctionId;
+    use crate::record::{Event, FunctionId, Recorded};
 
-    fn ev(kind: EventKind, f: u32, ts: u64) -> Event {
-        Event::new(kind, FunctionId(f), 1, ts)
+    fn ev(kind: EventKind, f: u32, ts: u64) -> Recorded {
+        Event::new(kind, FunctionId(f), 1, ts).into()
+    }
+
+    fn buffer(events: &[Recorded]) -> ThreadBuffer {
+        let mut thread = ThreadBuffer::new(1, "t");
+        for event in events {
+            thread.push(event.clone());
+        }
+        thread
     }
 
     /// Steps as `(+f@ts)` / `(-@ts)` for compact comparisons.
-    fn trace(events: &[Event], end: Option<u64>) -> Vec<String> {
-        Steps::new(events.iter(), end)
+    fn trace(events: &[Recorded], end: Option<u64>) -> Vec<String> {
+        let thread = buffer(events);
+        Steps::of_thread(&thread, end)
             .map(|step| match step {
                 Step::Begin { call, ts } => format!("+{}@{ts}", call.function.0),
                 Step::End(end) if end.unfinished() => format!("-@{}!", end.ts),
@@ -204,7 +210,8 @@ mod tests {
             ev(Return, 4, 12).with_detail("None"),
             ev(Return, 0, 13).with_detail("42"),
         ];
-        let ends: Vec<(Option<&str>, Option<&str>)> = Steps::new(events.iter(), None)
+        let thread = buffer(&events);
+        let ends: Vec<(Option<&str>, Option<&str>)> = Steps::of_thread(&thread, None)
             .filter_map(|step| match step {
                 Step::End(end) => Some((end.return_value(), end.exception())),
                 Step::Begin { .. } => None,

@@ -1,7 +1,9 @@
 //! Test helpers: a fixed recording, a strict JSON parser and a protobuf wire decoder, so the
 //! writers' output is checked by reading it back, not by looking for substrings.
 
-use crate::record::{Event, EventKind, FunctionInfo, ProcessInfo, Recording, ThreadBuffer};
+use crate::record::{
+    Event, EventKind, FunctionInfo, ProcessInfo, Recorded, Recording, ThreadBuffer,
+};
 
 /// Two threads; nested calls, equal timestamps, a zero-length call, an exception raised in
 /// one frame and caught in its caller, a generator suspended and resumed, a stray return,
@@ -30,7 +32,7 @@ pub fn small_recording() -> Recording {
         "/app/tools/ünï \"quoted\"\\.py",
         50,
     ));
-    let e = |kind, f, line, ts| Event::new(kind, f, line, ts);
+    let e = |kind, f, line, ts| Recorded::from(Event::new(kind, f, line, ts));
     let error = "ValueError: bad count\n\t\"x\"";
 
     let mut main_thread = ThreadBuffer::new(1001, "MainThread");

@@ -25,7 +25,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::TraceWriter;
-use crate::record::{Event, EventKind, Recording, ThreadBuffer};
+use crate::record::{EventKind, EventRef, Recording, ThreadBuffer};
 
 /// Writes [`Format::Text`](super::Format::Text).
 #[derive(Clone, Debug, Default)]
@@ -129,7 +129,7 @@ impl TextWriter {
                 loc = palette.location,
                 fun = palette.function,
             )?;
-            self.write_detail(event, file, sources, palette, out)?;
+            self.write_detail(&event, file, sources, palette, out)?;
             out.write_all(b"\n")?;
         }
         Ok(())
@@ -137,7 +137,7 @@ impl TextWriter {
 
     fn write_detail(
         &self,
-        event: &Event,
+        event: &EventRef<'_>,
         file: &str,
         sources: &mut Sources,
         palette: &Palette,
@@ -232,7 +232,7 @@ fn read_lines(file: &str) -> Option<Vec<String>> {
 mod tests {
     use super::*;
     use crate::output::testing::{check_golden, small_recording};
-    use crate::record::{FunctionInfo, ProcessInfo};
+    use crate::record::{Event, FunctionInfo, ProcessInfo};
 
     fn write(writer: &TextWriter, recording: &Recording) -> String {
         let mut out = Vec::new();

@@ -3,9 +3,9 @@
 use std::iter::Flatten;
 use std::slice;
 
-use super::Event;
+use super::{Event, EventRef, Recorded};
 
-/// Events per chunk (160 KiB of events at 40 bytes each).
+/// Events per chunk (96 KiB of events at 24 bytes each).
 pub const CHUNK_EVENTS: usize = 4096;
 
 /// The events of one thread, in the order they were pushed.
@@ -18,6 +18,8 @@ pub struct ThreadBuffer {
     tid: u64,
     name: String,
     chunks: Vec<Vec<Event>>,
+    /// The details of the events that have one, in event order.
+    details: Vec<Box<str>>,
     len: usize,
 }
 
@@ -29,6 +31,7 @@ impl ThreadBuffer {
             tid,
             name: name.into(),
             chunks: Vec::new(),
+            details: Vec::new(),
             len: 0,
         }
     }
@@ -47,7 +50,12 @@ impl ThreadBuffer {
     }
 
     #[inline]
-    pub fn push(&mut self, event: Event) {
+    pub fn push(&mut self, recorded: impl Into<Recorded>) {
+        let Recorded { mut event, detail } = recorded.into();
+        event.has_detail = detail.is_some();
+        if let Some(detail) = detail {
+            self.details.push(detail);
+        }
         match self.chunks.last_mut() {
             Some(chunk) if chunk.len() < CHUNK_EVENTS => chunk.push(event),
             _ => self.push_to_new_chunk(event),
@@ -74,6 +82,7 @@ impl ThreadBuffer {
     pub fn events(&self) -> Events<'_> {
         Events {
             inner: self.chunks.iter().flatten(),
+            details: self.details.iter(),
         }
     }
 
@@ -92,6 +101,7 @@ impl ThreadBuffer {
         }
         self.len += later.len;
         self.chunks.extend(later.chunks);
+        self.details.extend(later.details);
     }
 }
 
@@ -99,14 +109,21 @@ impl ThreadBuffer {
 #[derive(Clone, Debug)]
 pub struct Events<'a> {
     inner: Flatten<slice::Iter<'a, Vec<Event>>>,
+    details: slice::Iter<'a, Box<str>>,
 }
 
 impl<'a> Iterator for Events<'a> {
-    type Item = &'a Event;
+    type Item = EventRef<'a>;
 
     #[inline]
-    fn next(&mut self) -> Option<&'a Event> {
-        self.inner.next()
+    fn next(&mut self) -> Option<EventRef<'a>> {
+        let event = *self.inner.next()?;
+        let detail = if event.has_detail {
+            self.details.next().map(|detail| &**detail)
+        } else {
+            None
+        };
+        Some(EventRef { event, detail })
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

@@ -29,6 +29,8 @@
 mod buffer;
 mod functions;
 
+use std::ops::Deref;
+
 pub use buffer::{Events, ThreadBuffer, CHUNK_EVENTS};
 pub use functions::{FunctionId, FunctionInfo, FunctionTable};
 
@@ -69,30 +71,56 @@ impl EventKind {
     }
 }
 
-/// One event of one thread. 40 bytes; no allocation unless it carries a detail.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One event of one thread as a buffer stores it: 24 bytes. Its detail, if it has one, is
+/// kept beside the events (most have none, and every stored byte is a byte the kernel must
+/// hand over and the writers read back).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {
     /// Nanoseconds on the recording's clock (one monotonic clock for the whole process).
     pub timestamp_ns: u64,
-    /// A short repr of a return value or exception, already truncated by the caller.
-    pub detail: Option<Box<str>>,
     pub function: FunctionId,
     /// The frame's current line (`f_lineno`) when the event happened.
     pub line: u32,
     pub kind: EventKind,
+    /// Whether the buffer holds a detail for this event.
+    has_detail: bool,
 }
 
 impl Event {
     pub fn new(kind: EventKind, function: FunctionId, line: u32, timestamp_ns: u64) -> Self {
         Event {
             timestamp_ns,
-            detail: None,
             function,
             line,
             kind,
+            has_detail: false,
         }
     }
 
+    pub fn with_detail(self, detail: impl Into<Box<str>>) -> Recorded {
+        Recorded::from(self).with_detail(detail)
+    }
+}
+
+/// An event as it is pushed: with its detail, a short repr of a return value or exception
+/// (already truncated by the caller).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recorded {
+    pub event: Event,
+    pub detail: Option<Box<str>>,
+}
+
+impl From<Event> for Recorded {
+    #[inline]
+    fn from(event: Event) -> Self {
+        Recorded {
+            event,
+            detail: None,
+        }
+    }
+}
+
+impl Recorded {
     pub fn with_detail(mut self, detail: impl Into<Box<str>>) -> Self {
         self.detail = Some(detail.into());
         self
@@ -100,6 +128,27 @@ impl Event {
 
     pub fn detail(&self) -> Option<&str> {
         self.detail.as_deref()
+    }
+}
+
+/// An event read back from a buffer, with its detail; derefs to the [`Event`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventRef<'a> {
+    event: Event,
+    detail: Option<&'a str>,
+}
+
+impl<'a> EventRef<'a> {
+    pub fn detail(&self) -> Option<&'a str> {
+        self.detail
+    }
+}
+
+impl Deref for EventRef<'_> {
+    type Target = Event;
+
+    fn deref(&self) -> &Event {
+        &self.event
     }
 }
 
@@ -198,7 +247,7 @@ mod tests {
 
     #[test]
     fn an_event_is_small() {
-        assert!(std::mem::size_of::<Event>() <= 40);
+        assert!(std::mem::size_of::<Event>() <= 24);
     }
 
     #[test]
@@ -241,8 +290,30 @@ mod tests {
     #[test]
     fn details_are_optional() {
         let e = Event::new(EventKind::Return, FunctionId(0), 3, 10);
-        assert_eq!(e.detail(), None);
+        assert_eq!(Recorded::from(e).detail(), None);
         assert_eq!(e.with_detail("42").detail(), Some("42"));
+        // Read back, each event has its own detail or none.
+        let mut thread = ThreadBuffer::new(1, "t");
+        thread.push(e);
+        thread.push(e.with_detail("42"));
+        thread.push(e);
+        thread.push(e.with_detail("7"));
+        let mut later = ThreadBuffer::new(1, "");
+        later.push(e.with_detail("after append"));
+        later.push(e);
+        thread.append(later);
+        let details: Vec<Option<&str>> = thread.events().map(|e| e.detail()).collect();
+        assert_eq!(
+            details,
+            [
+                None,
+                Some("42"),
+                None,
+                Some("7"),
+                Some("after append"),
+                None
+            ]
+        );
         assert!(EventKind::Unwind.closes_frame() && EventKind::Return.closes_frame());
         assert!(!EventKind::Exception.closes_frame());
         assert_eq!(EventKind::Unwind.name(), "unwind");
