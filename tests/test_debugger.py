@@ -228,12 +228,12 @@ def test_breakpoint_builtin_and_post_mortem(tmp_path: Path) -> None:
 # -- in-process: the native core really decides ---------------------------------------------
 
 
-def _session(cls, program: str, commands: list[str]):
+def _session(cls, program: str, commands: list[str], **options):
     bdb.Breakpoint.clearBreakpoints()  # numbers are global: each session starts at 1
     path = str(PROGRAMS / program)
     source = Path(path).read_text()
     out = io.StringIO()
-    pdb_ = cls(stdin=io.StringIO("\n".join(commands) + "\n"), stdout=out, readrc=False)
+    pdb_ = cls(stdin=io.StringIO("\n".join(commands) + "\n"), stdout=out, readrc=False, **options)
     namespace = {"__name__": "__main__", "__file__": path, "__builtins__": __builtins__}
     with redirect_stdout(out):
         try:
@@ -242,6 +242,27 @@ def _session(cls, program: str, commands: list[str]):
             pass
     bdb.Breakpoint.clearBreakpoints()
     return out.getvalue(), pdb_
+
+
+@pytest.fixture
+def dispatch_calls(monkeypatch) -> list[str]:
+    """The events bdb's own Python dispatch runs for, in either debugger (ferrotrace's also
+    calls it through its breakpoint-line shortcut)."""
+    calls: list[str] = []
+    original = debugger.StockBdb.trace_dispatch
+    shortcut = debugger._NativeCore._ferrotrace_breakpoint_line
+
+    def counted(self, frame, event, arg):
+        calls.append(event)
+        return original(self, frame, event, arg)
+
+    def counted_shortcut(self, frame, event, arg):
+        calls.append(event)
+        return shortcut(self, frame, event, arg)
+
+    monkeypatch.setattr(debugger.StockBdb, "trace_dispatch", counted)
+    monkeypatch.setattr(debugger._NativeCore, "_ferrotrace_breakpoint_line", counted_shortcut)
+    return calls
 
 
 @pytest.fixture
@@ -254,17 +275,10 @@ def installed():
 
 
 @pytest.mark.parametrize("engine", ["ferrotrace", "sys.settrace"])
-def test_continue_decides_natively(engine: str, request, monkeypatch) -> None:
+def test_continue_decides_natively(engine: str, request, dispatch_calls) -> None:
     if engine == "ferrotrace":
         request.getfixturevalue("installed")
-    calls = []
-    original = debugger.StockBdb.trace_dispatch
-
-    def counted(self, frame, event, arg):
-        calls.append(event)
-        return original(self, frame, event, arg)
-
-    monkeypatch.setattr(debugger.StockBdb, "trace_dispatch", counted)
+    calls = dispatch_calls
     commands = ["b 12", "c", "p total", "c"]
     stock_out, _ = _session(debugger.StockPdb, "fibsum.py", commands)
     stock_calls = len(calls)
@@ -433,3 +447,20 @@ def test_ferrotrace_debug_in_a_terminal(tmp_path: Path) -> None:
     finally:
         code = term.close()
     assert code == 0, term.transcript
+
+
+@pytest.mark.usefixtures("installed")
+def test_stepping_over_skipped_modules_decides_natively(monkeypatch, dispatch_calls) -> None:
+    monkeypatch.syspath_prepend(str(PROGRAMS))
+    calls = dispatch_calls
+    commands = ["b encode", "c", "s", "s", "p digest", "s", "c"]
+    skip = ["skipped_*"]
+    stock_out, _ = _session(debugger.StockPdb, "uses_helper.py", commands, skip=skip)
+    stock_calls = len(calls)
+    calls.clear()
+    out, _ = _session(debugger.Pdb, "uses_helper.py", commands, skip=skip)
+    assert out == stock_out
+    assert "uses_helper.py(6)encode()" in out
+    # Stock bdb ran its Python dispatch on every line of the skipped module; ferrotrace's core
+    # answered those natively (bdb's is_skipped_module asked once per module).
+    assert len(calls) * 5 < stock_calls, (len(calls), stock_calls)

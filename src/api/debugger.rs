@@ -65,6 +65,13 @@ pub struct DebuggerCore {
     /// `dispatch`.
     breakpoint_line: Option<Py<PyAny>>,
     canonic: Option<Py<PyAny>>,
+    /// bdb's `skip` (module name patterns), as bdb set it, and whether it is non-empty.
+    skip: Option<Py<PyAny>>,
+    skip_active: bool,
+    /// bdb's `is_skipped_module`, bound, and its answers by module name (the name string kept
+    /// alive so that its address stays its own).
+    skip_checker: Option<Py<PyAny>>,
+    skipped_modules: HashMap<usize, (Py<PyAny>, bool)>,
     state: StepState,
     stopframe: Option<Py<PyAny>>,
     returnframe: Option<Py<PyAny>>,
@@ -104,6 +111,10 @@ impl DebuggerCore {
             dispatch: Some(dispatch),
             breakpoint_line: None,
             canonic: Some(canonic),
+            skip: None,
+            skip_active: false,
+            skip_checker: None,
+            skipped_modules: HashMap::new(),
             state: StepState::default(),
             stopframe: None,
             returnframe: None,
@@ -164,6 +175,27 @@ impl DebuggerCore {
     fn set_botframe(&mut self, value: &Bound<'_, PyAny>) {
         self.state.botframe_set = !value.is_none();
         self.botframe = optional_frame(value);
+    }
+
+    #[getter]
+    fn skip(&self, py: Python<'_>) -> Py<PyAny> {
+        self.skip
+            .as_ref()
+            .map_or_else(|| py.None(), |s| s.clone_ref(py))
+    }
+
+    #[setter]
+    fn set_skip(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.skip_active = value.is_truthy()?;
+        self.skip = Some(value.clone().unbind());
+        self.skipped_modules.clear();
+        Ok(())
+    }
+
+    /// bdb's `is_skipped_module`, bound: asked once per module name while `skip` is set.
+    fn set_skip_checker(&mut self, checker: Py<PyAny>) {
+        self.skip_checker = Some(checker);
+        self.skipped_modules.clear();
     }
 
     #[getter]
@@ -342,6 +374,8 @@ impl DebuggerCore {
             &self.dispatch,
             &self.breakpoint_line,
             &self.canonic,
+            &self.skip,
+            &self.skip_checker,
             &self.stopframe,
             &self.returnframe,
             &self.botframe,
@@ -359,6 +393,9 @@ impl DebuggerCore {
         self.dispatch = None;
         self.breakpoint_line = None;
         self.canonic = None;
+        self.skip = None;
+        self.skip_checker = None;
+        self.skipped_modules.clear();
         self.stopframe = None;
         self.returnframe = None;
         self.botframe = None;
@@ -626,6 +663,7 @@ unsafe fn decide_for(
     let frame_addr = frame as usize;
 
     ensure_code_facts(core, &code)?;
+    let module_skipped = module_skipped(core, frame)?;
     let mut this = core.try_borrow_mut()?;
     if this.current_facts(key).is_none() {
         return Ok(Intercept::KeepTracing);
@@ -648,6 +686,7 @@ unsafe fn decide_for(
         other_thread: this
             .stepping_thread
             .is_some_and(|thread| thread != current_thread()),
+        module_skipped,
     };
     let decision = decide(&this.state, event, &frame_facts);
     Ok(match decision {
@@ -670,6 +709,53 @@ unsafe fn decide_for(
             Intercept::NoLocalTracing
         }
     })
+}
+
+/// Whether the frame's module (`f_globals['__name__']`) is one bdb's `skip` patterns exclude,
+/// asked of bdb's `is_skipped_module` once per module name; false while `skip` is empty.
+///
+/// # Safety
+/// `frame` is a live frame object and the GIL is held.
+unsafe fn module_skipped(
+    core: &Bound<'_, DebuggerCore>,
+    frame: *mut ffi::PyFrameObject,
+) -> PyResult<bool> {
+    let py = core.py();
+    let checker = {
+        let this = core.try_borrow()?;
+        if !this.skip_active {
+            return Ok(false);
+        }
+        match &this.skip_checker {
+            Some(checker) => checker.clone_ref(py),
+            None => return Ok(false),
+        }
+    };
+    let globals = ffi::PyFrame_GetGlobals(frame);
+    if globals.is_null() {
+        return Err(PyErr::fetch(py));
+    }
+    let globals = Bound::from_owned_ptr(py, globals);
+    let name = match globals.cast::<PyDict>() {
+        Ok(dict) => dict.get_item(pyo3::intern!(py, "__name__"))?,
+        Err(_) => None,
+    };
+    let Some(name) = name.filter(|n| n.is_instance_of::<pyo3::types::PyString>()) else {
+        // bdb asks about None (no name): the checker decides, uncached.
+        return checker.bind(py).call1((py.None(),))?.is_truthy();
+    };
+    let key = name.as_ptr() as usize;
+    if let Some(&(_, skipped)) = core.try_borrow()?.skipped_modules.get(&key) {
+        return Ok(skipped);
+    }
+    // Python runs here (a subclass may override is_skipped_module): no borrow held.
+    let skipped = checker.bind(py).call1((&name,))?.is_truthy()?;
+    let replaced = core
+        .try_borrow_mut()?
+        .skipped_modules
+        .insert(key, (name.unbind(), skipped));
+    drop(replaced);
+    Ok(skipped)
 }
 
 /// Looks up (once per code object) what the decisions need of `code`; runs the debugger's

@@ -65,6 +65,9 @@ pub struct FrameFacts<'a> {
     /// The event is on another thread than the one whose command set the stepping state:
     /// only breakpoints stop there (stepping is per thread, as in gdb's all-stop mode).
     pub other_thread: bool,
+    /// The frame's module matches one of bdb's `skip` patterns (bdb's `is_skipped_module`):
+    /// `stop_here` is false there.
+    pub module_skipped: bool,
 }
 
 /// What to do with one event.
@@ -81,10 +84,9 @@ pub enum Decision {
     NoLocalTracing,
 }
 
-/// bdb's `stop_here`, without the `skip` check (which can only make it false, so ignoring it
-/// over-approximates).
+/// bdb's `stop_here`.
 fn may_stop_here(state: &StepState, frame: &FrameFacts<'_>) -> bool {
-    if frame.other_thread {
+    if frame.other_thread || frame.module_skipped {
         return false;
     }
     if frame.is_stopframe {
@@ -160,6 +162,7 @@ mod tests {
             is_generator: false,
             file_breaks,
             other_thread: false,
+            module_skipped: false,
         }
     }
 
@@ -336,6 +339,36 @@ mod tests {
         assert_eq!(
             decide(&stepping, Event::Return, &elsewhere),
             Decision::KeepTracing
+        );
+    }
+
+    #[test]
+    fn stepping_passes_over_skipped_modules_but_not_their_breakpoints() {
+        let stepping = StepState {
+            stopframe_set: false,
+            botframe_set: true,
+            ..StepState::default()
+        };
+        let breaks = [7];
+        let mut skipped = frame(6, Some(&breaks));
+        skipped.module_skipped = true;
+        assert_eq!(
+            decide(&stepping, Event::Line, &skipped),
+            Decision::KeepTracing
+        );
+        assert_eq!(
+            decide(&stepping, Event::Call, &skipped),
+            Decision::KeepTracing
+        );
+        skipped.lineno = 7;
+        assert_eq!(
+            decide(&stepping, Event::Line, &skipped),
+            Decision::DeliverBreakpointLine
+        );
+        skipped.file_breaks = None;
+        assert_eq!(
+            decide(&stepping, Event::Call, &skipped),
+            Decision::NoLocalTracing
         );
     }
 

@@ -91,6 +91,7 @@ class _NativeCore:
     botframe = CoreField("botframe")
     stoplineno = CoreField("stoplineno")
     quitting = CoreField("quitting")
+    skip = CoreField("skip")
     trace_dispatch = CoreField("trace_dispatch")
 
     def _ferrotrace_make_core(self) -> DebuggerCore:
@@ -104,6 +105,7 @@ class _NativeCore:
         )
         core.set_policy(python_decides, cls.user_call not in _QUIET_USER_CALLS)
         core.set_breakpoint_line(self._ferrotrace_breakpoint_line)
+        core.set_skip_checker(self.is_skipped_module)
         if sys.version_info < (3, 12):
             core.set_route(_EvalFrameRoute(self, core))
         self.__dict__["_ferrotrace_core_object"] = core
