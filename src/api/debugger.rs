@@ -8,7 +8,7 @@
 //! `__call__` makes the same decisions.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
@@ -23,6 +23,10 @@ use crate::protocol::TraceEvent;
 const GENERATOR_AND_COROUTINE_FLAGS: i64 = 0x20 | 0x80 | 0x200;
 
 /// Events any core decided without calling Python, in this process (GIL-serialised).
+/// `DebuggerCore`'s type object, stored at registration: the legacy trampoline compares every
+/// event's trace function with it, and one relaxed load is cheaper than PyO3's lazy type lookup.
+static CORE_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(std::ptr::null_mut());
+
 static NATIVE_DECISIONS: AtomicU64 = AtomicU64::new(0);
 
 /// Events any core saw, decided natively or delivered to Python (GIL-serialised).
@@ -538,23 +542,38 @@ pub enum Intercept {
 ///
 /// # Safety
 /// `callback` and `frame` are live objects and the GIL is held.
-#[inline]
+#[inline(always)]
 pub unsafe fn intercept(
     py: Python<'_>,
     callback: *mut ffi::PyObject,
     frame: *mut ffi::PyFrameObject,
     event: TraceEvent,
 ) -> Option<PyResult<Intercept>> {
-    if ffi::Py_TYPE(callback) != DebuggerCore::type_object_raw(py) {
+    // Inlined into the trampoline: every event of every settrace user pays only this compare.
+    if ffi::Py_TYPE(callback) != CORE_TYPE.load(Ordering::Relaxed) {
         return None;
     }
+    Some(intercept_core(py, callback, frame, event))
+}
+
+/// [`intercept`] for a `callback` that is a `DebuggerCore`.
+///
+/// # Safety
+/// As [`intercept`], and `callback`'s type is `DebuggerCore`.
+#[inline(never)]
+unsafe fn intercept_core(
+    py: Python<'_>,
+    callback: *mut ffi::PyObject,
+    frame: *mut ffi::PyFrameObject,
+    event: TraceEvent,
+) -> PyResult<Intercept> {
     let event = match event {
         TraceEvent::Call => Event::Call,
         TraceEvent::Line => Event::Line,
         TraceEvent::Return => Event::Return,
         TraceEvent::Exception => Event::Exception,
         TraceEvent::Opcode => Event::Opcode,
-        _ => return Some(Ok(Intercept::KeepTracing)),
+        _ => return Ok(Intercept::KeepTracing),
     };
     let core = Bound::from_borrowed_ptr(py, callback);
     // SAFETY: the type was checked above.
@@ -571,11 +590,9 @@ pub unsafe fn intercept(
         let taken = crate::hook::debugger_monitoring::take_over(core);
         #[cfg(not(Py_3_12))]
         let taken = route_take_over(core);
-        if let Err(err) = taken {
-            return Some(Err(err));
-        }
+        taken?;
     }
-    Some(decided)
+    decided
 }
 
 /// The last line `code` spans.
@@ -859,6 +876,10 @@ impl CoreField {
 
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<DebuggerCore>()?;
+    CORE_TYPE.store(
+        DebuggerCore::type_object_raw(module.py()),
+        Ordering::Relaxed,
+    );
     module.add_class::<CoreField>()?;
     #[cfg(Py_3_12)]
     crate::hook::debugger_monitoring::register(module)?;
