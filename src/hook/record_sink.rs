@@ -238,23 +238,30 @@ impl RecordSink {
     /// says what is missing.
     #[inline]
     pub fn try_record(&mut self, occurrence: &Occurrence<'_, '_>) -> Result<(), Missing> {
-        let function = self
-            .functions
-            .get(&occurrence.code_key())
-            .map(|known| known.function);
         let buffer = self.current_buffer();
-        let missing = Missing {
-            function: function.is_none(),
-            detail: self.wants_detail(occurrence),
-            reprs: self.reprs,
-            thread: buffer.is_none(),
-        };
-        match (function, buffer) {
-            (Some(function), Some(buffer)) if !missing.detail => {
-                self.push(buffer, occurrence, function, None);
+        let detail = self.wants_detail(occurrence);
+        // One lookup of the code per event: its function and its call line come from it.
+        match (self.functions.get_mut(&occurrence.code_key()), buffer) {
+            (Some(known), Some(buffer)) if !detail => {
+                let function = known.function;
+                let table = &self.recording.functions;
+                let line = line_of(self.exit_lines, table, occurrence, function, Some(known));
+                push(
+                    &mut self.recording,
+                    buffer,
+                    occurrence,
+                    function,
+                    line,
+                    None,
+                );
                 Ok(())
             }
-            _ => Err(missing),
+            (known, buffer) => Err(Missing {
+                function: known.is_none(),
+                detail,
+                reprs: self.reprs,
+                thread: buffer.is_none(),
+            }),
         }
     }
 
@@ -279,7 +286,17 @@ impl RecordSink {
             Some(buffer) => buffer,
             None => self.add_current_thread(gathered.thread_name.as_deref().unwrap_or("")),
         };
-        self.push(buffer, occurrence, function, gathered.detail);
+        let table = &self.recording.functions;
+        let known = self.functions.get_mut(&key);
+        let line = line_of(self.exit_lines, table, occurrence, function, known);
+        push(
+            &mut self.recording,
+            buffer,
+            occurrence,
+            function,
+            line,
+            gathered.detail,
+        );
     }
 
     /// The code objects the sink holds, for the garbage collector and for release.
@@ -324,46 +341,48 @@ impl RecordSink {
         LAST_BUFFER.with(|cell| cell.set((self.serial, index)));
         index
     }
+}
 
-    fn line_of(&mut self, occurrence: &Occurrence<'_, '_>, function: FunctionId) -> u32 {
-        match occurrence.kind {
-            EventKind::Return | EventKind::Unwind | EventKind::Exception if !self.exit_lines => 0,
-            EventKind::Call => {
-                let table = &self.recording.functions;
-                let LineSource::Offset(offset) = occurrence.line else {
-                    return call_line(occurrence, table, function);
-                };
-                let Some(known) = self.functions.get_mut(&occurrence.code_key()) else {
-                    return call_line(occurrence, table, function);
-                };
-                match known.call_site {
-                    Some((at, line)) if at == offset => line,
-                    _ => {
-                        let line = call_line(occurrence, table, function);
-                        known.call_site = Some((offset, line));
-                        line
-                    }
+/// The event's line as the sink keeps it; a call's is looked up once per code object and
+/// start offset (`known` caches it).
+fn line_of(
+    exit_lines: bool,
+    table: &FunctionTable,
+    occurrence: &Occurrence<'_, '_>,
+    function: FunctionId,
+    known: Option<&mut KnownCode>,
+) -> u32 {
+    match occurrence.kind {
+        EventKind::Return | EventKind::Unwind | EventKind::Exception if !exit_lines => 0,
+        EventKind::Call => match (occurrence.line, known) {
+            (LineSource::Offset(offset), Some(known)) => match known.call_site {
+                Some((at, line)) if at == offset => line,
+                _ => {
+                    let line = call_line(occurrence, table, function);
+                    known.call_site = Some((offset, line));
+                    line
                 }
-            }
-            _ => occurrence.resolve_line(),
-        }
+            },
+            _ => call_line(occurrence, table, function),
+        },
+        _ => occurrence.resolve_line(),
     }
+}
 
-    #[inline]
-    fn push(
-        &mut self,
-        buffer: usize,
-        occurrence: &Occurrence<'_, '_>,
-        function: FunctionId,
-        detail: Option<Box<str>>,
-    ) {
-        let line = self.line_of(occurrence, function);
-        if let Some(thread) = self.recording.thread_mut(buffer) {
-            thread.push(Recorded {
-                event: Event::new(occurrence.kind, function, line, occurrence.timestamp_ns),
-                detail,
-            });
-        }
+#[inline]
+fn push(
+    recording: &mut Recording,
+    buffer: usize,
+    occurrence: &Occurrence<'_, '_>,
+    function: FunctionId,
+    line: u32,
+    detail: Option<Box<str>>,
+) {
+    if let Some(thread) = recording.thread_mut(buffer) {
+        thread.push(Recorded {
+            event: Event::new(occurrence.kind, function, line, occurrence.timestamp_ns),
+            detail,
+        });
     }
 }
 
