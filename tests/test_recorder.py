@@ -303,6 +303,31 @@ def test_restarting_adds_to_the_recording(tmp_path: Path) -> None:
     assert_properly_nested(slices)
 
 
+@pytest.mark.skipif(
+    sys.version_info < (3, 12),
+    reason="provoked by taking every sys.monitoring tool id, which 3.11 does not have",
+)
+def test_a_start_that_fails_keeps_the_earlier_recording(tmp_path: Path) -> None:
+    recorder = ferrotrace.Recorder(functions=["fib"])
+    with recorder:
+        fib(3)
+    taken = [t for t in range(6) if sys.monitoring.get_tool(t) is None]
+    for tool in taken:
+        sys.monitoring.use_tool_id(tool, "test")
+    try:
+        with pytest.raises(Exception, match="tool id"):
+            recorder.start()
+    finally:
+        for tool in taken:
+            sys.monitoring.free_tool_id(tool)
+    assert recorder.call_count == 5
+    slices = [e for e in chrome_events(recorder, tmp_path) if e["ph"] == "X"]
+    assert len(slices) == 5
+    with recorder:  # and it can go on once a tool id is free again
+        fib(2)
+    assert recorder.call_count == 5 + 3
+
+
 def test_events_select_what_is_kept(tmp_path: Path) -> None:
     recorder = ferrotrace.Recorder(functions=["catches", "failing"], events="call,line")
     with recorder:

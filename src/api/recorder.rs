@@ -99,7 +99,13 @@ impl Recorder {
             Some(unsafe { pyo3::ffi::PyThread_get_thread_ident() } as u64)
         };
         let consumer = Consumer::new(self.id, Sink::Record(sink), self.filter.clone(), thread);
-        backend::add_consumer(py, consumer)?;
+        if let Err(not_started) = backend::add_consumer(py, consumer) {
+            // Keep what an earlier start() recorded: a later write() still has it.
+            self.sink = not_started
+                .consumer
+                .and_then(|consumer| into_sink(*consumer));
+            return Err(not_started.error);
+        }
         self.running = true;
         Ok(())
     }

@@ -134,7 +134,7 @@ fn start_backend(
         Some(unsafe { pyo3::ffi::PyThread_get_thread_ident() } as u64)
     };
     let consumer = Consumer::new(id, Sink::Callback(callback), filter, thread);
-    backend::add_consumer(py, consumer)
+    backend::add_consumer(py, consumer).map_err(|not_started| not_started.error)
 }
 
 fn stop_backend(py: Python<'_>, id: u64) -> PyResult<()> {

@@ -5,11 +5,27 @@ use pyo3::prelude::*;
 
 use crate::hook::consumer::Consumer;
 
+/// A consumer that could not be started, given back with the reason, so that nothing it holds
+/// (a recorder's recording) is lost.
+pub struct NotStarted {
+    pub error: PyErr,
+    /// None only if the consumer was lost inside the backend (it never is today).
+    pub consumer: Option<Box<Consumer>>,
+}
+
 /// Starts delivering events to `consumer`.
-pub fn add_consumer(py: Python<'_>, consumer: Consumer) -> PyResult<()> {
+pub fn add_consumer(py: Python<'_>, consumer: Consumer) -> Result<(), NotStarted> {
     #[cfg(Py_3_12)]
     {
-        let module = py.import("ferrotrace._native")?;
+        let module = match py.import("ferrotrace._native") {
+            Ok(module) => module,
+            Err(error) => {
+                return Err(NotStarted {
+                    error,
+                    consumer: Some(Box::new(consumer)),
+                })
+            }
+        };
         crate::hook::monitoring::add_consumer(py, &module, consumer)
     }
     #[cfg(not(Py_3_12))]

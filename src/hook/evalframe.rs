@@ -32,6 +32,7 @@ use crate::bindings::interpreter::{self, InterpreterFrame};
 use crate::errors::FerrotraceError;
 use crate::filter::{cache, CachedDecision, CodeInfo, Environment, EventMask};
 use crate::hook::addr_hash::AddrMap;
+use crate::hook::backend::NotStarted;
 use crate::hook::consumer::{self, with_consumers, Consumer, Sink};
 use crate::hook::decision::{code_names, depth_scope, library_environment, thread_consumers};
 use crate::hook::delivery::{self, EventFrame};
@@ -141,7 +142,21 @@ fn previous_eval() -> ffi::_PyFrameEvalFunction {
 // ------------------------------------------------------------------------------------------
 
 /// Adds a consumer; the first one installs the eval-frame function.
-pub fn add_consumer(py: Python<'_>, consumer: Consumer) -> PyResult<()> {
+pub fn add_consumer(py: Python<'_>, consumer: Consumer) -> Result<(), NotStarted> {
+    if let Err(error) = prepare(py) {
+        return Err(NotStarted {
+            error,
+            consumer: Some(Box::new(consumer)),
+        });
+    }
+    consumer::register(py, consumer);
+    consumers_changed(py);
+    Ok(())
+}
+
+/// What must be in place before a consumer is registered: the frame layout checked, the
+/// `co_extra` slot, the library environment and the eval-frame function.
+fn prepare(py: Python<'_>) -> PyResult<()> {
     interpreter::layout().map_err(|detail| {
         FerrotraceError::new_err(format!(
             "ferrotrace.Tracer cannot run on this interpreter: its {detail} layout is not the \
@@ -165,10 +180,7 @@ pub fn add_consumer(py: Python<'_>, consumer: Consumer) -> PyResult<()> {
         let environment = library_environment(py)?;
         with_engine(py, |engine| engine.environment = Some(environment));
     }
-    install(py)?;
-    consumer::register(py, consumer);
-    consumers_changed(py);
-    Ok(())
+    install(py)
 }
 
 /// Removes a consumer and gives it back (a recorder keeps its recording); the last one uninstalls the eval-frame function, unless another tool

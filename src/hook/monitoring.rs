@@ -19,6 +19,7 @@ use pyo3::types::{PyModule, PyTuple};
 use crate::bindings::frame;
 use crate::filter::{CodeInfo, Environment};
 use crate::hook::addr_hash::AddrMap;
+use crate::hook::backend::NotStarted;
 use crate::hook::consumer::{self, with_consumers, Consumer, Sink};
 use crate::hook::decision::{
     code_names, depth_scope, library_environment, retain_thread_consumers,
@@ -112,7 +113,27 @@ pub fn add_consumer(
     py: Python<'_>,
     module: &Bound<'_, PyModule>,
     consumer: Consumer,
-) -> PyResult<()> {
+) -> Result<(), NotStarted> {
+    if let Err(error) = claim_tool_once(py, module) {
+        return Err(NotStarted {
+            error,
+            consumer: Some(Box::new(consumer)),
+        });
+    }
+    let id = consumer.id;
+    consumer::register(py, consumer);
+    // Decisions depend on the set of consumers: decide again.
+    let stale_decisions = with_engine(py, |engine| std::mem::take(&mut engine.codes));
+    drop(stale_decisions);
+    if let Err(error) = restart_events(py) {
+        let consumer = remove_consumer(py, id).ok().flatten().map(Box::new);
+        return Err(NotStarted { error, consumer });
+    }
+    Ok(())
+}
+
+/// The first consumer claims a tool id and registers the callbacks.
+fn claim_tool_once(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
     let needs_tool = with_engine(py, |engine| engine.tool.is_none());
     if needs_tool {
         let environment = library_environment(py)?;
@@ -125,11 +146,7 @@ pub fn add_consumer(
             engine.environment = Some(environment);
         });
     }
-    consumer::register(py, consumer);
-    // Decisions depend on the set of consumers: decide again.
-    let stale_decisions = with_engine(py, |engine| std::mem::take(&mut engine.codes));
-    drop(stale_decisions);
-    restart_events(py)
+    Ok(())
 }
 
 /// Removes a consumer and gives it back (a recorder keeps its recording); the last one
