@@ -77,7 +77,7 @@ $(VENV)/.bench-tools $(VENV313)/.bench-tools: %/.bench-tools: %/bin/python bench
 BENCH_PYTHONS := --python $(VENV)/bin/python --python $(VENV313)/bin/python
 BENCH_QUICK := --workload richards --workload calls --rounds 5
 
-bench: build $(BENCH_TOOLS) ## Every benchmark table on both interpreters (not a test; about 40 minutes)
+bench: build $(BENCH_TOOLS) ## Every benchmark table on both interpreters (not a test; about 20 minutes)
 	$(VENV)/bin/python benchmarks/run.py $(BENCH_PYTHONS)
 	$(VENV)/bin/python benchmarks/whole_process.py $(BENCH_PYTHONS)
 	$(VENV)/bin/python benchmarks/check_hot_events.py
