@@ -131,7 +131,7 @@ fn write_thread<W: Write>(
         write_micros(out, end.map_or(0, |e| e.ts.saturating_sub(ts)))?;
         out.write_all(b",\"args\":{\"file\":")?;
         write_string(out, file)?;
-        write!(out, ",\"line\":{}", call.line)?;
+        write!(out, ",\"line\":{}", call.line())?;
         if let Some(end) = end {
             if let Some(value) = end.return_value() {
                 out.write_all(b",\"return\":")?;

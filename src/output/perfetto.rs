@@ -156,7 +156,7 @@ const CLOCK_BOOTTIME: u64 = 6;
 /// The first sequence-scoped clock id (64 to 127): each thread's incremental clock.
 const CLOCK_INCREMENTAL: u64 = 64;
 /// The output buffer is written out when it holds this many bytes.
-const FLUSH_BYTES: usize = 1 << 20;
+const FLUSH_BYTES: usize = 1 << 18;
 
 /// Interned on every thread's sequence by its first packet.
 const CATEGORY_IID: u64 = 1;
@@ -366,7 +366,7 @@ impl ThreadWriter<'_> {
         };
         let first_line = functions.get(call.function).map_or(0, |f| f.first_line);
         let (delta, sequence) = (self.delta(ts), self.sequence);
-        if !first_use && call.line == first_line {
+        if !first_use && call.line() == first_line {
             self.plain_event(delta, |e| {
                 e.uint(te::TYPE, TYPE_SLICE_BEGIN);
                 e.uint(te::CATEGORY_IIDS, CATEGORY_IID);
@@ -398,10 +398,10 @@ impl ThreadWriter<'_> {
                 e.uint(te::CATEGORY_IIDS, CATEGORY_IID);
                 e.uint(te::NAME_IID, iid);
                 e.uint(te::SOURCE_LOCATION_IID, iid);
-                if call.line != first_line {
+                if call.line() != first_line {
                     e.message(te::DEBUG_ANNOTATIONS, |a| {
                         a.uint(da::NAME_IID, ANNOTATION_LINE);
-                        a.int(da::INT_VALUE, call.line.into());
+                        a.int(da::INT_VALUE, call.line().into());
                     });
                 }
             });

@@ -26,7 +26,7 @@ impl<'a> End<'a> {
     /// The repr of the returned (or yielded) value, if the frame returned and it was recorded.
     pub fn return_value(&self) -> Option<&'a str> {
         self.close
-            .filter(|e| e.kind == EventKind::Return)
+            .filter(|e| e.kind() == EventKind::Return)
             .and_then(|e| e.detail())
     }
 
@@ -34,7 +34,7 @@ impl<'a> End<'a> {
     /// exited by one, else that of the last `Exception` event in the frame. An exception
     /// without a recorded description is `""`.
     pub fn exception(&self) -> Option<&'a str> {
-        let unwound = self.close.filter(|e| e.kind == EventKind::Unwind);
+        let unwound = self.close.filter(|e| e.kind() == EventKind::Unwind);
         match (unwound.and_then(|e| e.detail()), self.exception_seen) {
             (Some(detail), _) => Some(detail),
             (None, Some(seen)) => Some(seen.detail().unwrap_or("")),
@@ -88,7 +88,7 @@ impl<'a, I: Iterator<Item = EventRef<'a>>> Iterator for Steps<'a, I> {
         for event in self.events.by_ref() {
             self.last_ts = self.last_ts.max(event.timestamp_ns);
             let ts = self.last_ts;
-            match event.kind {
+            match event.kind() {
                 EventKind::Call => {
                     self.open.push(None);
                     return Some(Step::Begin { call: event, ts });

@@ -98,7 +98,7 @@ impl TextWriter {
         let palette = if self.color { &COLORS } else { &PLAIN };
         let mut depth: usize = 0;
         for event in thread.events() {
-            let level = match event.kind {
+            let level = match event.kind() {
                 EventKind::Call => {
                     depth += 1;
                     depth - 1
@@ -114,16 +114,16 @@ impl TextWriter {
                 out.write_all(b"  ")?;
             }
             let kind_color = if self.color {
-                kind_style(event.kind)
+                kind_style(event.kind())
             } else {
                 ""
             };
             write!(
                 out,
                 "{kind_color}{:<9}{reset} {loc}{}:{}{reset} {fun}{}{reset}",
-                event.kind.name(),
+                event.kind().name(),
                 self.display_path(file),
-                event.line,
+                event.line(),
                 printable(name),
                 reset = palette.reset,
                 loc = palette.location,
@@ -143,9 +143,9 @@ impl TextWriter {
         palette: &Palette,
         out: &mut impl Write,
     ) -> io::Result<()> {
-        match (event.kind, event.detail()) {
+        match (event.kind(), event.detail()) {
             (EventKind::Line, _) => {
-                if let Some(source) = sources.line(file, event.line) {
+                if let Some(source) = sources.line(file, event.line()) {
                     write!(out, "  {}", printable(source))?;
                 }
             }
@@ -160,7 +160,7 @@ impl TextWriter {
             }
             (EventKind::Exception | EventKind::Unwind, Some(detail)) => {
                 let color = if self.color {
-                    kind_style(event.kind)
+                    kind_style(event.kind())
                 } else {
                     ""
                 };

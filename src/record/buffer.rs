@@ -5,7 +5,7 @@ use std::slice;
 
 use super::{Event, EventRef, Recorded};
 
-/// Events per chunk (96 KiB of events at 24 bytes each).
+/// Events per chunk (64 KiB of events at 16 bytes each).
 pub const CHUNK_EVENTS: usize = 4096;
 
 /// The events of one thread, in the order they were pushed.
@@ -52,7 +52,7 @@ impl ThreadBuffer {
     #[inline]
     pub fn push(&mut self, recorded: impl Into<Recorded>) {
         let Recorded { mut event, detail } = recorded.into();
-        event.has_detail = detail.is_some();
+        event.set_has_detail(detail.is_some());
         if let Some(detail) = detail {
             self.details.push(detail);
         }
@@ -118,7 +118,7 @@ impl<'a> Iterator for Events<'a> {
     #[inline]
     fn next(&mut self) -> Option<EventRef<'a>> {
         let event = *self.inner.next()?;
-        let detail = if event.has_detail {
+        let detail = if event.has_detail() {
             self.details.next().map(|detail| &**detail)
         } else {
             None

@@ -71,7 +71,7 @@ impl EventKind {
     }
 }
 
-/// One event of one thread as a buffer stores it: 24 bytes. Its detail, if it has one, is
+/// One event of one thread as a buffer stores it: 16 bytes. Its detail, if it has one, is
 /// kept beside the events (most have none, and every stored byte is a byte the kernel must
 /// hand over and the writers read back).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,21 +79,51 @@ pub struct Event {
     /// Nanoseconds on the recording's clock (one monotonic clock for the whole process).
     pub timestamp_ns: u64,
     pub function: FunctionId,
-    /// The frame's current line (`f_lineno`) when the event happened.
-    pub line: u32,
-    pub kind: EventKind,
-    /// Whether the buffer holds a detail for this event.
-    has_detail: bool,
+    /// The line (low [`Event::LINE_BITS`] bits), the kind (3 bits) and whether the buffer holds
+    /// a detail for this event (the top bit).
+    packed: u32,
 }
 
 impl Event {
+    /// Lines above `2^28 - 1` are kept as that (no source file is that long).
+    pub const LINE_BITS: u32 = 28;
+    const LINE_MASK: u32 = (1 << Self::LINE_BITS) - 1;
+    const HAS_DETAIL: u32 = 1 << 31;
+
     pub fn new(kind: EventKind, function: FunctionId, line: u32, timestamp_ns: u64) -> Self {
         Event {
             timestamp_ns,
             function,
-            line,
-            kind,
-            has_detail: false,
+            packed: line.min(Self::LINE_MASK) | ((kind as u32) << Self::LINE_BITS),
+        }
+    }
+
+    /// The frame's current line (`f_lineno`) when the event happened.
+    #[inline]
+    pub fn line(&self) -> u32 {
+        self.packed & Self::LINE_MASK
+    }
+
+    #[inline]
+    pub fn kind(&self) -> EventKind {
+        match (self.packed >> Self::LINE_BITS) & 0b111 {
+            0 => EventKind::Call,
+            1 => EventKind::Return,
+            2 => EventKind::Line,
+            3 => EventKind::Exception,
+            _ => EventKind::Unwind,
+        }
+    }
+
+    fn has_detail(&self) -> bool {
+        self.packed & Self::HAS_DETAIL != 0
+    }
+
+    fn set_has_detail(&mut self, has_detail: bool) {
+        if has_detail {
+            self.packed |= Self::HAS_DETAIL;
+        } else {
+            self.packed &= !Self::HAS_DETAIL;
         }
     }
 
@@ -232,7 +262,7 @@ impl Recording {
         self.threads
             .iter()
             .flat_map(ThreadBuffer::events)
-            .filter(|e| e.kind == EventKind::Call)
+            .filter(|e| e.kind() == EventKind::Call)
             .count()
     }
 }
@@ -247,7 +277,7 @@ mod tests {
 
     #[test]
     fn an_event_is_small() {
-        assert!(std::mem::size_of::<Event>() <= 24);
+        assert!(std::mem::size_of::<Event>() <= 16);
     }
 
     #[test]
@@ -285,6 +315,29 @@ mod tests {
         assert_eq!(recording.end_timestamp_ns(), None);
         recording.set_end_timestamp_ns(99);
         assert_eq!(recording.end_timestamp_ns(), Some(99));
+    }
+
+    #[test]
+    fn kinds_and_lines_are_packed() {
+        use EventKind::*;
+        for kind in [Call, Return, Line, Exception, Unwind] {
+            for line in [0, 1, 4242, (1 << Event::LINE_BITS) - 1] {
+                let e = Event::new(kind, FunctionId(7), line, 9);
+                assert_eq!(
+                    (e.kind(), e.line(), e.function, e.timestamp_ns),
+                    (kind, line, FunctionId(7), 9)
+                );
+                let mut detailed = e;
+                detailed.set_has_detail(true);
+                assert_eq!((detailed.kind(), detailed.line()), (kind, line));
+                assert!(detailed.has_detail() && !e.has_detail());
+            }
+        }
+        let huge = Event::new(Unwind, FunctionId(0), u32::MAX, 0);
+        assert_eq!(
+            (huge.kind(), huge.line()),
+            (Unwind, (1 << Event::LINE_BITS) - 1)
+        );
     }
 
     #[test]
