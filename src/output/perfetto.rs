@@ -256,8 +256,8 @@ impl ThreadWriter<'_> {
         index as u64 + 1
     }
 
-    /// The thread's track, the sequence's defaults and interned names, and its clock (whose
-    /// value starts at `last_ts`).
+    /// The thread's track, the sequence's defaults and interned names, and its clock (0 at
+    /// `last_ts`).
     fn descriptor(&mut self, thread: &ThreadBuffer, pid: i64, parent: u64) {
         let (sequence, track, base_ts) = (self.sequence, self.track, self.last_ts);
         self.buffer.message(field::TRACE_PACKET, |p| {
@@ -304,9 +304,12 @@ impl ThreadWriter<'_> {
                     clock.uint(cs::CLOCK_ID, CLOCK_BOOTTIME);
                     clock.uint(cs::TIMESTAMP, base_ts);
                 });
+                // The incremental clock starts at 0 at `base_ts`: the first packet's delta is
+                // then its time since `base_ts` however a reader seeds the clock's running
+                // value (from the snapshot or from 0).
                 snapshot.message(cs::CLOCKS, |clock| {
                     clock.uint(cs::CLOCK_ID, CLOCK_INCREMENTAL);
-                    clock.uint(cs::TIMESTAMP, base_ts);
+                    clock.uint(cs::TIMESTAMP, 0);
                     clock.bool(cs::IS_INCREMENTAL, true);
                 });
             });
