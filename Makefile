@@ -68,10 +68,13 @@ conformance: build ## Only CPython's own suites (stock vs ferrotrace) on 3.11 an
 
 test: lint rust-test py-test ## Everything CI runs
 
-# The tools the benchmarks compare with (hunter, viztracer, trace0), in both venvs.
+# The tools the benchmarks compare with (hunter, viztracer, trace0), in both venvs. hunter's
+# .pth imports hunter in every interpreter of the venv (only to honour PYTHONHUNTER), which
+# would slow down the plain-python baselines and the tests' children: it is removed.
 BENCH_TOOLS := $(VENV)/.bench-tools $(VENV313)/.bench-tools
 $(VENV)/.bench-tools $(VENV313)/.bench-tools: %/.bench-tools: %/bin/python benchmarks/requirements.txt
 	$*/bin/pip install -q -r benchmarks/requirements.txt
+	rm -f $*/lib/python*/site-packages/hunter.pth
 	touch $@
 
 BENCH_PYTHONS := --python $(VENV)/bin/python --python $(VENV313)/bin/python
