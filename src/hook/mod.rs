@@ -8,10 +8,12 @@
 //! `evalframe` (3.11): the PEP 523 frame-evaluation hook, which switches a C trace hook on
 //! only while a frame some filtered tracer wants runs.
 //! `backend`: which of the two runs the consumers on this interpreter.
-//! `record_sink`: the consumer that records events natively, for every backend.
+//! `record_sink`: the consumer that records events natively, for every backend; `clock`:
+//! its timestamps.
 
 pub mod addr_hash;
 pub mod backend;
+pub mod clock;
 pub mod consumer;
 #[cfg(Py_3_12)]
 pub mod debugger_monitoring;

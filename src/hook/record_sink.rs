@@ -11,16 +11,16 @@
 //!    with [`RecordSink::record`].
 //!
 //! Timestamps are nanoseconds of one monotonic clock (`CLOCK_MONOTONIC`) since the first
-//! recorder of the process started.
+//! recorder of the process started ([`crate::hook::clock`]).
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::LazyLock;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
 
 use crate::hook::addr_hash::AddrMap;
+pub use crate::hook::clock::now_ns;
 use crate::protocol::TraceEvent;
 use crate::record::{
     Event, EventKind, FunctionId, FunctionInfo, FunctionTable, ProcessInfo, Recorded, Recording,
@@ -29,30 +29,7 @@ use crate::record::{
 /// Longest repr kept for a return value or an exception, in characters.
 pub const DETAIL_MAX_CHARS: usize = 120;
 
-static CLOCK_BASE_NS: LazyLock<u64> = LazyLock::new(monotonic_ns);
 static NEXT_SINK_SERIAL: AtomicU64 = AtomicU64::new(1);
-
-/// `CLOCK_MONOTONIC` in nanoseconds, read directly: `Instant::elapsed` adds overflow checks
-/// and a `Duration` per event.
-#[inline]
-fn monotonic_ns() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec to fill; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    (now.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(now.tv_nsec as u64)
-}
-
-/// Nanoseconds since the process's recording clock started.
-#[inline]
-pub fn now_ns() -> u64 {
-    let base = *CLOCK_BASE_NS;
-    monotonic_ns().saturating_sub(base)
-}
 
 thread_local! {
     /// This OS thread's id (`gettid`), 0 until first asked.
