@@ -464,3 +464,61 @@ def test_stepping_over_skipped_modules_decides_natively(monkeypatch, dispatch_ca
     # Stock bdb ran its Python dispatch on every line of the skipped module; ferrotrace's core
     # answered those natively (bdb's is_skipped_module asked once per module).
     assert len(calls) * 5 < stock_calls, (len(calls), stock_calls)
+
+
+# -- conditional breakpoints (bdb's `effective`, done natively at the breakpoint line) -------
+
+
+@pytest.mark.parametrize(
+    ("commands", "expected"),
+    [
+        # The condition becomes true once; the listing shows the hit count.
+        (["b 5, i == 7", "c", "p i", "break", "c"], "already hit 8 times"),
+        # An ignore count applies to the hits where the condition is true.
+        (["b 5, i % 3 == 0", "ignore 1 2", "c", "p i", "break", "c"], "(Pdb) 6\n"),
+        # A condition that raises stops, every time, and keeps counting.
+        (
+            ["b 5, undefined_name > 1", "c", "p i", "c", "p i", "break", "clear 1", "c"],
+            "already hit 2 times",
+        ),
+        # A temporary conditional breakpoint is deleted when its condition stops.
+        (["tbreak 5, i == 4", "c", "p i", "break", "c"], "Deleted breakpoint 1"),
+        # A condition with an effect runs once per hit, in the program's frame.
+        (["b 5, seen.append(-i) or i == 9", "c", "p seen", "break", "c"], "done 24"),
+        # By function name; a disabled breakpoint beside an enabled one on the same line.
+        (
+            ["b step, i == 3", "b 5", "disable 2", "b 5, i == 10", "c", "p i", "c", "p i"]
+            + ["break", "c"],
+            "already hit 11 times",
+        ),
+        # The condition edited while stopped.
+        (
+            ["b 5, i == 2", "c", "condition 1 i == 6", "c", "p i", "condition 1", "c", "p i"]
+            + ["clear 1", "c"],
+            "(Pdb) 7\n",
+        ),
+    ],
+)
+def test_conditional_breakpoints_as_stock_pdb(
+    tmp_path: Path, commands: list[str], expected: str
+) -> None:
+    out = _differential(tmp_path, "conditions.py", [*commands, "q"])
+    assert expected in out
+
+
+@pytest.mark.parametrize("engine", ["ferrotrace", "sys.settrace"])
+def test_a_false_condition_is_decided_natively(engine: str, request, dispatch_calls) -> None:
+    if engine == "ferrotrace":
+        request.getfixturevalue("installed")
+    calls = dispatch_calls
+    commands = ["b 5, i == 11", "c", "p i", "break", "c"]
+    stock_out, _ = _session(debugger.StockPdb, "conditions.py", commands)
+    stock_calls = len(calls)
+    calls.clear()
+    out, _ = _session(debugger.Pdb, "conditions.py", commands)
+    assert out == stock_out
+    assert "(Pdb) 11\n" in out and "breakpoint already hit 12 times" in out
+    # Stock bdb evaluated the condition in Python at each of the 12 hits (and dispatched every
+    # other line); ferrotrace's core evaluated the false ones natively.
+    assert stock_calls > 50
+    assert len(calls) < 8, calls

@@ -13,9 +13,10 @@ use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyModule};
+use pyo3::types::{PyDict, PyModule, PyString};
 use pyo3::{PyTraverseError, PyTypeInfo, PyVisit};
 
+use crate::api::breakpoint_hit::{self, BreakpointStop, Effective, NativeBreakpoints};
 use crate::debug::{decide, BreakTable, Decision, Event, FrameFacts, StepState};
 use crate::protocol::TraceEvent;
 
@@ -47,6 +48,8 @@ struct CodeFacts {
     /// Keeps the address from being reused by another code object while cached.
     _code: Py<PyAny>,
     canonic: String,
+    /// `canonic` as the Python string bdb's `canonic` returned (the key of `Breakpoint.bplist`).
+    canonic_object: Py<PyString>,
     first_lineno: i64,
     /// The last line the code spans (`co_lines()`), for "can a breakpoint be in it".
     #[cfg(Py_3_12)]
@@ -68,6 +71,9 @@ pub struct DebuggerCore {
     /// per-event context manager (the debugger's `_ferrotrace_breakpoint_line`); None: use
     /// `dispatch`.
     breakpoint_line: Option<Py<PyAny>>,
+    /// bdb's `effective` done natively at breakpoint lines (None: bdb's Python decides; taken
+    /// out while a condition runs).
+    native_breakpoints: Option<NativeBreakpoints>,
     canonic: Option<Py<PyAny>>,
     /// bdb's `skip` (module name patterns), as bdb set it, and whether it is non-empty.
     skip: Option<Py<PyAny>>,
@@ -90,6 +96,10 @@ pub struct DebuggerCore {
     /// 3.11: the route's running Tracer and the breakpoint generation it was made for.
     #[cfg(not(Py_3_12))]
     route_tracer: Option<(Py<PyAny>, u64)>,
+    /// 3.11: the breakpoint generation for which the route declined to start (a breakpoint
+    /// line in a running frame): not asked again, at every event, until breakpoints change.
+    #[cfg(not(Py_3_12))]
+    route_declined: Option<u64>,
     /// The `threading` module, while this core is its hook for new threads.
     thread_hook: Option<Py<PyAny>>,
     /// The thread that last set `stopframe` (a stepping command); None until then.
@@ -114,6 +124,7 @@ impl DebuggerCore {
         DebuggerCore {
             dispatch: Some(dispatch),
             breakpoint_line: None,
+            native_breakpoints: None,
             canonic: Some(canonic),
             skip: None,
             skip_active: false,
@@ -131,6 +142,8 @@ impl DebuggerCore {
             route: None,
             #[cfg(not(Py_3_12))]
             route_tracer: None,
+            #[cfg(not(Py_3_12))]
+            route_declined: None,
             skipped: 0,
         }
     }
@@ -266,6 +279,26 @@ impl DebuggerCore {
         self.breakpoint_line = Some(function);
     }
 
+    /// Lets the core do bdb's `effective` natively at breakpoint lines: bdb's module dict, its
+    /// `effective` and `checkfuncname` (if the module's change, bdb's Python decides),
+    /// `bdb.Breakpoint`, and the debugger's `_ferrotrace_breakpoint_stop(frame, bp, flag)`.
+    fn set_native_breakpoints(
+        &mut self,
+        bdb_globals: Py<PyDict>,
+        effective: Py<PyAny>,
+        checkfuncname: Py<PyAny>,
+        breakpoint_class: Py<PyAny>,
+        finisher: Py<PyAny>,
+    ) {
+        self.native_breakpoints = Some(NativeBreakpoints::new(
+            bdb_globals,
+            effective,
+            checkfuncname,
+            breakpoint_class,
+            finisher,
+        ));
+    }
+
     /// Replaces the breakpoint lines with bdb's `breaks` ({canonic file: [line, ...]}).
     fn set_breaks(&mut self, breaks: &Bound<'_, PyDict>) -> PyResult<()> {
         let mut files = Vec::with_capacity(breaks.len());
@@ -374,6 +407,12 @@ impl DebuggerCore {
         {
             visit.call(object)?;
         }
+        if let Some(native) = &self.native_breakpoints {
+            for object in native.objects() {
+                visit.call(object)?;
+            }
+            visit.call(native.finisher())?;
+        }
         for object in [
             &self.dispatch,
             &self.breakpoint_line,
@@ -396,6 +435,7 @@ impl DebuggerCore {
     fn __clear__(&mut self) {
         self.dispatch = None;
         self.breakpoint_line = None;
+        self.native_breakpoints = None;
         self.canonic = None;
         self.skip = None;
         self.skip_checker = None;
@@ -445,9 +485,9 @@ impl DebuggerCore {
         self.breaks.generation()
     }
 
-    /// What to call for a `line` event at a breakpoint when bdb's `stop_here` is false.
-    #[cfg(Py_3_12)]
-    pub(crate) fn breakpoint_dispatch(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+    /// What to call for a `line` event at a breakpoint when bdb's `stop_here` is false and the
+    /// core does not decide it.
+    fn breakpoint_dispatch(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.breakpoint_line
             .as_ref()
             .or(self.dispatch.as_ref())
@@ -504,7 +544,14 @@ fn route_take_over(core: &Bound<'_, DebuggerCore>) -> PyResult<()> {
     if running == Some(generation) {
         return crate::hook::legacy::set_trace(py, &py.None().into_bound(py));
     }
+    if core.try_borrow()?.route_declined == Some(generation) {
+        return Ok(());
+    }
     route.call_method0(py, "start")?;
+    let mut this = core.try_borrow_mut()?;
+    if this.route_tracer.is_none() {
+        this.route_declined = Some(generation);
+    }
     Ok(())
 }
 
@@ -681,11 +728,11 @@ unsafe fn decide_for(
 
     ensure_code_facts(core, &code)?;
     let module_skipped = module_skipped(core, frame)?;
-    let mut this = core.try_borrow_mut()?;
-    if this.current_facts(key).is_none() {
+    let mut guard = core.try_borrow_mut()?;
+    if guard.current_facts(key).is_none() {
         return Ok(Intercept::KeepTracing);
     }
-    let this = &mut *this;
+    let this = &mut *guard;
     let Some(facts) = this.codes.get(&key) else {
         return Ok(Intercept::KeepTracing);
     };
@@ -706,17 +753,20 @@ unsafe fn decide_for(
         module_skipped,
     };
     let decision = decide(&this.state, event, &frame_facts);
+    if decision == Decision::DeliverBreakpointLine {
+        drop(guard);
+        return Ok(match breakpoint_line_dispatch(core, frame, key)? {
+            Some(dispatch) => Intercept::Deliver(dispatch),
+            None => Intercept::KeepTracing,
+        });
+    }
     Ok(match decision {
         Decision::Deliver => match &this.dispatch {
             Some(dispatch) => Intercept::Deliver(dispatch.clone_ref(py)),
             None => Intercept::KeepTracing,
         },
-        Decision::DeliverBreakpointLine => {
-            match this.breakpoint_line.as_ref().or(this.dispatch.as_ref()) {
-                Some(dispatch) => Intercept::Deliver(dispatch.clone_ref(py)),
-                None => Intercept::KeepTracing,
-            }
-        }
+        // Decided above, with no borrow held.
+        Decision::DeliverBreakpointLine => Intercept::KeepTracing,
         Decision::KeepTracing => {
             this.count_native_decision();
             Intercept::KeepTracing
@@ -726,6 +776,66 @@ unsafe fn decide_for(
             Intercept::NoLocalTracing
         }
     })
+}
+
+/// A `line` event at a breakpoint line where bdb's `stop_here` is false: bdb's `effective`
+/// natively. None: no breakpoint acts, so bdb's `dispatch_line` would do nothing more (and
+/// none of its Python runs); else the trace function to call for the event.
+///
+/// # Safety
+/// `frame` is a live frame object and the GIL is held.
+pub(crate) unsafe fn breakpoint_line_dispatch(
+    core: &Bound<'_, DebuggerCore>,
+    frame: *mut ffi::PyFrameObject,
+    code_key: usize,
+) -> PyResult<Option<Py<PyAny>>> {
+    let py = core.py();
+    let lineno = i64::from(ffi::PyFrame_GetLineNumber(frame));
+    let (native, canonic, line, fallback) = {
+        let mut this = core.try_borrow_mut()?;
+        let fallback = this.breakpoint_dispatch(py);
+        let Some(facts) = this.current_facts(code_key) else {
+            return Ok(fallback);
+        };
+        // bdb's `break_here`: the line's breakpoints, else the function's first line's.
+        let line = if facts
+            .file_breaks
+            .as_deref()
+            .is_some_and(|lines| lines.contains(&lineno))
+        {
+            lineno
+        } else {
+            facts.first_lineno
+        };
+        let canonic = facts.canonic_object.clone_ref(py);
+        (this.native_breakpoints.take(), canonic, line, fallback)
+    };
+    let Some(mut native) = native else {
+        return Ok(fallback);
+    };
+    // Python runs here (the condition): no borrow held.
+    let outcome = breakpoint_hit::effective(py, &mut native, canonic.bind(py), line, frame);
+    let finisher = native.finisher().clone_ref(py);
+    {
+        let mut this = core.try_borrow_mut()?;
+        if this.native_breakpoints.is_none() {
+            this.native_breakpoints = Some(native);
+        }
+    }
+    match outcome? {
+        Effective::Nothing => {
+            core.try_borrow_mut()?.count_native_decision();
+            Ok(None)
+        }
+        Effective::Python => Ok(fallback),
+        Effective::Stop(breakpoint, delete_temporary) => Ok(Some(
+            Py::new(
+                py,
+                BreakpointStop::new(finisher, breakpoint, delete_temporary),
+            )?
+            .into_any(),
+        )),
+    }
 }
 
 /// Whether the frame's module (`f_globals['__name__']`) is one bdb's `skip` patterns exclude,
@@ -791,7 +901,11 @@ fn ensure_code_facts(core: &Bound<'_, DebuggerCore>, code: &Bound<'_, PyAny>) ->
             return Ok(());
         };
         let filename = code.getattr("co_filename")?;
-        let canonic: String = canonic_fn.call1(py, (filename,))?.extract(py)?;
+        let canonic_object = canonic_fn
+            .call1(py, (filename,))?
+            .into_bound(py)
+            .cast_into::<PyString>()?;
+        let canonic: String = canonic_object.extract()?;
         let first_lineno: i64 = code.getattr("co_firstlineno")?.extract()?;
         let flags: i64 = code.getattr("co_flags")?.extract()?;
         #[cfg(Py_3_12)]
@@ -799,6 +913,7 @@ fn ensure_code_facts(core: &Bound<'_, DebuggerCore>, code: &Bound<'_, PyAny>) ->
         let facts = CodeFacts {
             _code: code.clone().unbind(),
             canonic,
+            canonic_object: canonic_object.unbind(),
             first_lineno,
             #[cfg(Py_3_12)]
             last_lineno,

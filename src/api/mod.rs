@@ -3,6 +3,7 @@
 //! no trace events of its own, exactly as calling `sys.settrace` does. `Tracer` (filtered
 //! callbacks) and `Recorder` (filtered native recording).
 
+pub mod breakpoint_hit;
 pub mod debugger;
 pub mod recorder;
 pub mod tracefunc;

@@ -258,14 +258,18 @@ pub fn _debugger_on_line(
     if !debugger::line_may_break(core, code, line)? {
         return disable(py);
     }
-    let Some(dispatch) = core.try_borrow()?.breakpoint_dispatch(py) else {
-        return Ok(py.None());
-    };
     // SAFETY: the GIL is held; in a monitoring callback the current frame is the monitored one.
     let raw_frame = unsafe { ffi::PyEval_GetFrame() };
     if raw_frame.is_null() {
         return Ok(py.None());
     }
+    // SAFETY: a live frame (the monitored one); the GIL is held.
+    let dispatch =
+        unsafe { debugger::breakpoint_line_dispatch(core, raw_frame, code.as_ptr() as usize)? };
+    // None: no breakpoint acts here; the line's events stay on for the next hit.
+    let Some(dispatch) = dispatch else {
+        return Ok(py.None());
+    };
     // SAFETY: a live frame, borrowed for the call.
     let frame = unsafe { Bound::from_borrowed_ptr(py, raw_frame.cast()) };
     let outcome = dispatch.call1(py, (&frame, PyString::intern(py, "line"), py.None()));

@@ -105,6 +105,15 @@ class _NativeCore:
         )
         core.set_policy(python_decides, cls.user_call not in _QUIET_USER_CALLS)
         core.set_breakpoint_line(self._ferrotrace_breakpoint_line)
+        # bdb's `effective` (conditions, hit and ignore counts) is done natively at breakpoint
+        # lines while the module's functions are these.
+        core.set_native_breakpoints(
+            vars(_bdb),
+            _bdb.effective,
+            _bdb.checkfuncname,
+            _bdb.Breakpoint,
+            self._ferrotrace_breakpoint_stop,
+        )
         core.set_skip_checker(self.is_skipped_module)
         if sys.version_info < (3, 12):
             core.set_route(_EvalFrameRoute(self, core))
@@ -121,6 +130,22 @@ class _NativeCore:
             self.enterframe = None
             return result
         return self.dispatch_line(frame)
+
+    def _ferrotrace_breakpoint_stop(self, frame, bp, flag):
+        """The rest of bdb's ``dispatch_line`` once the core did ``effective()`` natively and
+        it chose ``bp`` (``flag``: a temporary breakpoint may be deleted): ``break_here``'s
+        last steps, ``user_line`` and the ``quitting`` check, ``enterframe`` (3.12+) included."""
+        if _HAS_ENTERFRAME:
+            self.enterframe = frame
+        self.currentbp = bp.number
+        if flag and bp.temporary:
+            self.do_clear(str(bp.number))
+        self.user_line(frame)
+        if self.quitting:
+            raise _bdb.BdbQuit
+        if _HAS_ENTERFRAME:
+            self.enterframe = None
+        return self.trace_dispatch
 
     @property
     def _ferrotrace_core(self) -> DebuggerCore:
