@@ -5,7 +5,6 @@ keyword arguments of ``ferrotrace.Tracer`` and ``ferrotrace.Recorder``."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 FILTER_HELP = """\
 which code (default: your own code, i.e. everything outside the standard library and
@@ -68,7 +67,7 @@ def _depth(text: str) -> int:
     return value
 
 
-def filter_kwargs(args: argparse.Namespace, *, default_events: str) -> dict[str, Any]:
+def filter_kwargs(args: argparse.Namespace, *, default_events: str) -> dict[str, object]:
     """The filter options as ``Tracer``/``Recorder`` keyword arguments."""
     return {
         "modules": args.module,
