@@ -8,8 +8,8 @@
 //!
 //! Everything pushed. There is no ring buffer and no sampling: a run that makes ten million
 //! calls records ten million calls, and memory is the only limit. A [`ThreadBuffer`] grows by
-//! whole chunks of [`CHUNK_EVENTS`] events, so a push never copies earlier events and only
-//! allocates when a chunk fills.
+//! whole chunks (a small first one, then 1 MiB ones whose pages are faulted in at once), so a
+//! push never copies earlier events and only allocates when a chunk fills.
 //!
 //! # What the stream may look like
 //!
