@@ -332,7 +332,6 @@ impl DebuggerCore {
         event: &str,
         arg: &Bound<'_, PyAny>,
     ) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
         let event = match event {
             "call" => Event::Call,
             "line" => Event::Line,
@@ -346,39 +345,7 @@ impl DebuggerCore {
             return Err(PyValueError::new_err("DebuggerCore: not a frame"));
         }
         // SAFETY: a live frame object (checked above), the GIL held.
-        let decision = unsafe { decide_for(slf, frame.as_ptr().cast(), event)? };
-        match decision {
-            Intercept::Deliver(dispatch) => {
-                let name = pyo3::types::PyString::intern(py, trace_event(event).name());
-                // As ferrotrace's trampoline does on 3.11: edits pdb makes through f_locals
-                // (`!x = 1`) are written back, also when a Tracer delivers the event.
-                #[cfg(not(Py_3_13))]
-                let raw = frame.as_ptr().cast::<ffi::PyFrameObject>();
-                // SAFETY: a live frame; the GIL is held.
-                #[cfg(not(Py_3_13))]
-                unsafe {
-                    if crate::bindings::frame::fast_as_locals(raw)
-                        && ffi::PyFrame_FastToLocalsWithError(raw) < 0
-                    {
-                        return Err(PyErr::fetch(py));
-                    }
-                }
-                let result = dispatch.call1(py, (frame, name, arg));
-                // SAFETY: as above.
-                #[cfg(not(Py_3_13))]
-                unsafe {
-                    if crate::bindings::frame::fast_as_locals(raw) {
-                        ffi::PyFrame_LocalsToFast(raw, 1);
-                    }
-                }
-                let result = result?;
-                #[cfg(not(Py_3_12))]
-                route_after_stop(slf, frame)?;
-                Ok(result)
-            }
-            Intercept::KeepTracing => Ok(slf.clone().into_any().unbind()),
-            Intercept::NoLocalTracing => Ok(py.None()),
-        }
+        unsafe { call_core(slf, frame, event, arg) }
     }
 
     /// 3.11: the object whose `start()` moves this core onto a Tracer while it only waits for
@@ -503,6 +470,72 @@ impl DebuggerCore {
     }
 }
 
+/// The core as a trace function (its `__call__`, and the Tracer route's direct call on 3.11).
+///
+/// # Safety
+/// `frame` is a live frame object and the GIL is held.
+unsafe fn call_core(
+    slf: &Bound<'_, DebuggerCore>,
+    frame: &Bound<'_, PyAny>,
+    event: Event,
+    arg: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    let py = slf.py();
+    let decision = decide_for(slf, frame.as_ptr().cast(), event)?;
+    match decision {
+        Intercept::Deliver(dispatch) => {
+            let name = pyo3::types::PyString::intern(py, trace_event(event).name());
+            // As ferrotrace's trampoline does on 3.11: edits pdb makes through f_locals
+            // (`!x = 1`) are written back, also when a Tracer delivers the event.
+            #[cfg(not(Py_3_13))]
+            let raw = frame.as_ptr().cast::<ffi::PyFrameObject>();
+            // SAFETY: a live frame; the GIL is held.
+            #[cfg(not(Py_3_13))]
+            unsafe {
+                if crate::bindings::frame::fast_as_locals(raw)
+                    && ffi::PyFrame_FastToLocalsWithError(raw) < 0
+                {
+                    return Err(PyErr::fetch(py));
+                }
+            }
+            let result = dispatch.call1(py, (frame, name, arg));
+            // SAFETY: as above.
+            #[cfg(not(Py_3_13))]
+            unsafe {
+                if crate::bindings::frame::fast_as_locals(raw) {
+                    ffi::PyFrame_LocalsToFast(raw, 1);
+                }
+            }
+            let result = result?;
+            #[cfg(not(Py_3_12))]
+            route_after_stop(slf, frame)?;
+            Ok(result)
+        }
+        Intercept::KeepTracing => Ok(slf.clone().into_any().unbind()),
+        Intercept::NoLocalTracing => Ok(py.None()),
+    }
+}
+
+/// If `receiver` is a `DebuggerCore`, calls it as a trace function without a Python call (a
+/// Tracer delivering to it: the 3.11 route); None: not a core.
+///
+/// # Safety
+/// `frame` is a live frame object and the GIL is held.
+pub unsafe fn call_if_core(
+    receiver: &Bound<'_, PyAny>,
+    frame: &Bound<'_, PyAny>,
+    event: TraceEvent,
+    arg: &Bound<'_, PyAny>,
+) -> Option<PyResult<Py<PyAny>>> {
+    if ffi::Py_TYPE(receiver.as_ptr()) != CORE_TYPE.load(Ordering::Relaxed) {
+        return None;
+    }
+    let event = core_event(event)?;
+    // SAFETY: the type was checked above.
+    let core = receiver.cast_unchecked::<DebuggerCore>();
+    Some(call_core(core, frame, event, arg))
+}
+
 /// 3.11, after bdb's Python ran on an event the route's Tracer delivered: the user stepped
 /// (back to the legacy hook), or changed breakpoints (the route starts again for them).
 #[cfg(not(Py_3_12))]
@@ -565,6 +598,18 @@ fn route_stop(core: &Bound<'_, DebuggerCore>) -> PyResult<()> {
     Ok(())
 }
 
+/// The debugger's view of a trace event (None: a C event, which bdb never asks for).
+fn core_event(event: TraceEvent) -> Option<Event> {
+    match event {
+        TraceEvent::Call => Some(Event::Call),
+        TraceEvent::Line => Some(Event::Line),
+        TraceEvent::Return => Some(Event::Return),
+        TraceEvent::Exception => Some(Event::Exception),
+        TraceEvent::Opcode => Some(Event::Opcode),
+        _ => None,
+    }
+}
+
 fn trace_event(event: Event) -> TraceEvent {
     match event {
         Event::Call => TraceEvent::Call,
@@ -614,13 +659,8 @@ unsafe fn intercept_core(
     frame: *mut ffi::PyFrameObject,
     event: TraceEvent,
 ) -> PyResult<Intercept> {
-    let event = match event {
-        TraceEvent::Call => Event::Call,
-        TraceEvent::Line => Event::Line,
-        TraceEvent::Return => Event::Return,
-        TraceEvent::Exception => Event::Exception,
-        TraceEvent::Opcode => Event::Opcode,
-        _ => return Ok(Intercept::KeepTracing),
+    let Some(event) = core_event(event) else {
+        return Ok(Intercept::KeepTracing);
     };
     let core = Bound::from_borrowed_ptr(py, callback);
     // SAFETY: the type was checked above.

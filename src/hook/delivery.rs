@@ -128,7 +128,7 @@ pub fn deliver(
             }
             Some(Action::Call(receiver)) => receiver,
         };
-        let result = call_receiver(py, &receiver, site, raw_frame, &name, arg);
+        let result = call_receiver(py, &receiver, site, raw_frame, event, &name, arg);
         let update = local_update(result.is_err(), matches!(&result, Ok(r) if r.is_none()));
         let released = with_consumer(py, id, |consumer| match (update, &result) {
             (LocalUpdate::Replace, Ok(function)) => match consumer.locals.get(&key) {
@@ -158,6 +158,7 @@ fn call_receiver<'py>(
     receiver: &Bound<'py, PyAny>,
     site: &EventFrame<'_, 'py>,
     raw_frame: *mut pyo3::ffi::PyFrameObject,
+    event: TraceEvent,
     name: &Bound<'py, PyString>,
     arg: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
@@ -172,9 +173,13 @@ fn call_receiver<'py>(
     {
         return Err(PyErr::fetch(py));
     }
-    #[cfg(Py_3_13)]
-    let _ = py;
-    let result = receiver.call1((site.frame, name, arg));
+    // A debugger's core (the 3.11 route) decides without a Python call.
+    // SAFETY: a live frame, the GIL held.
+    let result =
+        match unsafe { crate::api::debugger::call_if_core(receiver, site.frame, event, arg) } {
+            Some(result) => result.map(|r| r.into_bound(py)),
+            None => receiver.call1((site.frame, name, arg)),
+        };
     // PyFrame_LocalsToFast does nothing without a snapshot, which the call may have made.
     #[cfg(not(Py_3_13))]
     if unsafe { frame::fast_as_locals(raw_frame) } {
