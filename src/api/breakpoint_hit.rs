@@ -8,12 +8,13 @@
 //! breakpoint acts, nothing of bdb's Python runs; when one does, the debugger's Python finishes
 //! `break_here` and `dispatch_line` with the breakpoint and flag found here.
 
-use std::collections::HashMap;
 use std::ffi::{c_char, c_int, CString};
 
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+
+use crate::hook::addr_hash::AddrMap;
 
 extern "C" {
     fn PySys_Audit(event: *const c_char, format: *const c_char, ...) -> c_int;
@@ -38,7 +39,7 @@ pub struct NativeBreakpoints {
     finisher: Py<PyAny>,
     /// Compiled conditions by the condition string object (kept alive, so its address is
     /// its own).
-    compiled: HashMap<usize, CompiledCondition>,
+    compiled: AddrMap<usize, CompiledCondition>,
 }
 
 struct CompiledCondition {
@@ -62,7 +63,7 @@ impl NativeBreakpoints {
             checkfuncname,
             breakpoint_class,
             finisher,
-            compiled: HashMap::new(),
+            compiled: AddrMap::default(),
         }
     }
 

@@ -18,6 +18,7 @@ use pyo3::{PyTraverseError, PyTypeInfo, PyVisit};
 
 use crate::api::breakpoint_hit::{self, BreakpointStop, Effective, NativeBreakpoints};
 use crate::debug::{decide, BreakTable, Decision, Event, FrameFacts, StepState};
+use crate::hook::addr_hash::AddrMap;
 use crate::protocol::TraceEvent;
 
 /// `CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR` (bdb's GENERATOR_AND_COROUTINE_FLAGS).
@@ -87,7 +88,8 @@ pub struct DebuggerCore {
     returnframe: Option<Py<PyAny>>,
     botframe: Option<Py<PyAny>>,
     breaks: BreakTable,
-    codes: HashMap<usize, CodeFacts>,
+    /// Keyed by code object address (three lookups per event: not SipHash).
+    codes: AddrMap<usize, CodeFacts>,
     /// 3.11: the debugger's route object (`start()`, `end(frame)`): while only breakpoints can
     /// stop the program, a ferrotrace `Tracer` (the PEP 523 route) on the functions that can
     /// hold one delivers this core's events instead of the legacy hook.
@@ -135,7 +137,7 @@ impl DebuggerCore {
             returnframe: None,
             botframe: None,
             breaks: BreakTable::default(),
-            codes: HashMap::new(),
+            codes: AddrMap::default(),
             stepping_thread: None,
             thread_hook: None,
             #[cfg(not(Py_3_12))]
