@@ -40,8 +40,10 @@ build-313: $(VENV)/bin/python $(VENV313)/bin/python ## Build CPython 3.13 if nee
 
 build: build-311 build-313 ## Build and install for both interpreters
 
-demo: build-311 ## Trace the bundled example and show its events
+demo: build-311 ## Trace the bundled examples and show their events
 	$(VENV)/bin/python examples/demo.py
+	@echo; echo '== ferrotrace trace --function "Cart.*" examples/checkout.py 3 =='
+	$(VENV)/bin/ferrotrace trace --color never --function 'Cart.*' examples/checkout.py 3
 
 lint: $(VENV)/bin/python $(VENV313)/bin/python ## cargo fmt --check, clippy -D warnings (3.11 and 3.13 code), ruff
 	cargo fmt --all -- --check
