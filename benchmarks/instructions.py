@@ -42,7 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from run import format_table  # the same table layout as the wall-time runner
+from run import checked_workloads, format_table  # the same layout and checks as run.py
 
 HERE = Path(__file__).resolve().parent
 BASELINE = "untraced"
@@ -403,11 +403,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="FILE", help="also save the raw counts here")
     parser.add_argument("--list", action="store_true", help="list workloads and modes, then exit")
     args = parser.parse_args(argv)
-    known = available_workloads()
-    args.workload = list(dict.fromkeys(args.workload or known))
-    unknown = [w for w in args.workload if w not in known]
-    if unknown:
-        parser.error(f"unknown workload(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    args.workload = list(dict.fromkeys(checked_workloads(parser, args.workload)))
     if not 0 < args.scale <= 1:
         parser.error("--scale must be in (0, 1]")
     if args.jobs < 1:

@@ -474,6 +474,15 @@ def describe(report: dict) -> str:
     return "\n".join(lines)
 
 
+def checked_workloads(parser: argparse.ArgumentParser, given: list[str] | None) -> list[str]:
+    """The workloads given (repeatable option), or all of them; an unknown name is a usage
+    error."""
+    known = available_workloads()
+    if unknown := [w for w in given or [] if w not in known]:
+        parser.error(f"unknown workload(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return given or known
+
+
 def selected(
     parser: argparse.ArgumentParser,
     given: list[str] | None,
@@ -532,11 +541,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--worker-output", metavar="FILE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
-    known = available_workloads()
-    args.workload = args.workload or known
-    unknown = [w for w in args.workload if w not in known]
-    if unknown:
-        parser.error(f"unknown workload(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    args.workload = checked_workloads(parser, args.workload)
     args.modes = selected(parser, args.modes, list(MODES), "mode", BASELINE)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")

@@ -43,7 +43,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from run import (
-    available_workloads,
+    checked_workloads,
     format_table,
     geometric_mean,
     load_average,
@@ -270,10 +270,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", metavar="FILE", help="also save the raw results here")
     args = parser.parse_args(argv)
-    known = available_workloads()
-    args.workload = args.workload or known
-    if unknown := [w for w in args.workload if w not in known]:
-        parser.error(f"unknown workload(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    args.workload = checked_workloads(parser, args.workload)
     args.tools = selected(parser, args.tools, list(TOOLS), "tool", PLAIN)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")

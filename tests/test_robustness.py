@@ -152,24 +152,29 @@ def test_eight_threads_tracing_at_once():
     assert all(counts == expected for counts in results.values())
 
 
+def gc_pressure(iterations):
+    """`iterations` rounds of generators abandoned mid-iteration, closed, thrown into, and
+    exceptions."""
+    for _ in range(iterations):
+        gens = [generator(3) for _ in range(5)]
+        for gen in gens[:3]:
+            next(gen)
+        gens[0].close()
+        try:
+            gens[1].throw(KeyError("x"))
+        except KeyError:
+            pass
+        del gens
+        raising(1)
+
+
 def reference_growth_under_gc_pressure(settrace, iterations):
-    """How many references to the trace function outlive `iterations` rounds of generators
-    abandoned mid-iteration, closed, thrown into, and exceptions."""
+    """How many references to the trace function outlive `gc_pressure(iterations)`."""
     gc.collect()
     refs_before = sys.getrefcount(noop)
     settrace(noop)
     try:
-        for _ in range(iterations):
-            gens = [generator(3) for _ in range(5)]
-            for gen in gens[:3]:
-                next(gen)
-            gens[0].close()
-            try:
-                gens[1].throw(KeyError("x"))
-            except KeyError:
-                pass
-            del gens
-            raising(1)
+        gc_pressure(iterations)
     finally:
         settrace(None)
     gc.collect()
@@ -256,17 +261,7 @@ def test_tracer_references_under_gc_pressure():
         gc.collect()
         refs_before = sys.getrefcount(noop)
         with ferrotrace.Tracer(noop, functions=["generator", "raising"]):
-            for _ in range(iterations):
-                gens = [generator(3) for _ in range(5)]
-                for gen in gens[:3]:
-                    next(gen)
-                gens[0].close()
-                try:
-                    gens[1].throw(KeyError("x"))
-                except KeyError:
-                    pass
-                del gens
-                raising(1)
+            gc_pressure(iterations)
         gc.collect()
         return sys.getrefcount(noop) - refs_before
 

@@ -3,22 +3,19 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyModule, PyTuple};
 
+use crate::api::tracer::filter_of;
 use crate::filter::{Filter, FilterSpec};
 use crate::hook::backend;
-use crate::hook::consumer::{with_consumer, Consumer, Sink};
+use crate::hook::consumer::{self, with_consumer, Consumer, Sink};
 use crate::hook::record_sink::{current_process, RecordSink};
 use crate::output::text::TextWriter;
 use crate::output::{write_file_with, Format, TraceWriter};
 use crate::record::Recording;
-
-/// Ids shared with nothing else: a recorder is a consumer of its own.
-static NEXT_ID: AtomicU64 = AtomicU64::new(1 << 62);
 
 /// Recorder(*, modules=(), files=(), functions=(), user_code=False, threads=(), events=None,
 ///          depth=0, reprs=False, exit_lines=True)
@@ -64,9 +61,9 @@ impl Recorder {
             events,
             depth,
         };
-        let filter = Filter::new(&spec).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let filter = filter_of(&spec)?;
         Ok(Recorder {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id: consumer::new_id(),
             filter,
             reprs,
             exit_lines,

@@ -1,7 +1,5 @@
 //! `ferrotrace.Tracer`: a trace function that sees only the code a filter selects.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyModule, PyTuple};
@@ -9,9 +7,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::filter::{Filter, FilterSpec};
 use crate::hook::backend;
-use crate::hook::consumer::{Consumer, Sink};
-
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+use crate::hook::consumer::{self, Consumer, Sink};
 
 /// Tracer(callback, *, modules=(), files=(), functions=(), user_code=False, threads=(),
 ///        events=None, depth=0)
@@ -53,9 +49,9 @@ impl Tracer {
             events,
             depth,
         };
-        let filter = Filter::new(&spec).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let filter = filter_of(&spec)?;
         Ok(Tracer {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id: consumer::new_id(),
             callback: Some(callback),
             filter,
             running: false,
@@ -135,6 +131,12 @@ fn start_backend(
     };
     let consumer = Consumer::new(id, Sink::Callback(callback), filter, thread);
     backend::add_consumer(py, consumer).map_err(|not_started| not_started.error)
+}
+
+/// The native filter of a Tracer's or Recorder's keyword arguments; a bad pattern or event
+/// name is a `ValueError` with the filter's one-line message.
+pub fn filter_of(spec: &FilterSpec) -> PyResult<Filter> {
+    Filter::new(spec).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
 fn stop_backend(py: Python<'_>, id: u64) -> PyResult<()> {

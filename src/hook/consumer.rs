@@ -25,6 +25,14 @@ pub enum Sink {
     Record(Box<RecordSink>),
 }
 
+static NEXT_CONSUMER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A new consumer id, unique among all consumers (Tracers, Recorders, the debugger's route):
+/// the registry removes consumers by id.
+pub fn new_id() -> u64 {
+    NEXT_CONSUMER_ID.fetch_add(1, Ordering::Relaxed)
+}
+
 pub struct Consumer {
     pub id: u64,
     pub sink: Sink,
