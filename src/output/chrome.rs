@@ -128,7 +128,7 @@ fn write_thread<W: Write>(
         write!(out, ",\"pid\":{pid},\"tid\":{tid},\"ts\":")?;
         write_micros(out, ts)?;
         out.write_all(b",\"dur\":")?;
-        write_micros(out, end.map_or(0, |e| e.ts.saturating_sub(ts)))?;
+        write_micros(out, end.as_ref().map_or(0, |e| e.ts.saturating_sub(ts)))?;
         out.write_all(b",\"args\":{\"file\":")?;
         write_string(out, file)?;
         write!(out, ",\"line\":{}", call.line())?;

@@ -37,6 +37,7 @@ pub mod chrome;
 pub mod perfetto;
 pub mod protobuf;
 pub mod spans;
+pub mod streaming;
 #[cfg(test)]
 mod testing;
 pub mod text;
@@ -45,7 +46,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crate::record::{FunctionId, FunctionTable, Recording};
@@ -114,23 +115,59 @@ pub fn write_file_with(
     recording: &Recording,
     path: &Path,
 ) -> io::Result<()> {
-    let Some(file_name) = path.file_name() else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{} does not name a file", path.display()),
-        ));
-    };
-    let mut temp_name = OsString::from(".");
-    temp_name.push(file_name);
-    temp_name.push(format!(".{}.tmp", std::process::id()));
-    let temp = path.with_file_name(temp_name);
-    let result = File::create(&temp)
-        .and_then(|mut file| writer.write(recording, &mut file))
-        .and_then(|()| fs::rename(&temp, path));
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
+    let mut temp = TempFile::create(path)?;
+    writer.write(recording, temp.file())?;
+    temp.commit()
+}
+
+/// A file written under a temporary name beside its target (`.NAME.PID.tmp`) and renamed over
+/// the target by [`TempFile::commit`]; removed if dropped before.
+#[derive(Debug)]
+pub struct TempFile {
+    file: File,
+    temp: PathBuf,
+    target: PathBuf,
+    committed: bool,
+}
+
+impl TempFile {
+    pub fn create(target: &Path) -> io::Result<Self> {
+        let Some(file_name) = target.file_name() else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} does not name a file", target.display()),
+            ));
+        };
+        let mut temp_name = OsString::from(".");
+        temp_name.push(file_name);
+        temp_name.push(format!(".{}.tmp", std::process::id()));
+        let temp = target.with_file_name(temp_name);
+        Ok(TempFile {
+            file: File::create(&temp)?,
+            temp,
+            target: target.to_path_buf(),
+            committed: false,
+        })
     }
-    result
+
+    pub fn file(&mut self) -> &mut File {
+        &mut self.file
+    }
+
+    /// Renames the file over its target.
+    pub fn commit(mut self) -> io::Result<()> {
+        fs::rename(&self.temp, &self.target)?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.temp);
+        }
+    }
 }
 
 impl fmt::Display for Format {

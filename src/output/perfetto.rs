@@ -39,9 +39,9 @@
 use std::io::{self, Write};
 
 use super::protobuf::{Encoder, WIRE_LEN};
-use super::spans::{End, Step, Steps};
+use super::spans::{End, SpanState, Step};
 use super::{describe, TraceWriter};
-use crate::record::{EventRef, FunctionId, Recording, ThreadBuffer};
+use crate::record::{EventRef, FunctionId, FunctionTable, ProcessInfo, Recording};
 
 /// Writes [`Format::Perfetto`](super::Format::Perfetto).
 #[derive(Clone, Copy, Debug, Default)]
@@ -191,11 +191,37 @@ fn int32_id(id: u64) -> i64 {
 
 impl TraceWriter for PerfettoWriter {
     fn write(&self, recording: &Recording, out: &mut dyn Write) -> io::Result<()> {
-        let mut buffer = Encoder::with_capacity(FLUSH_BYTES + (FLUSH_BYTES >> 4));
-        let process = &recording.process;
-        let pid = int32_id(u64::from(process.pid));
-        let process_track = process_uuid(process.pid);
+        let mut output = PacketOutput::start(out, &recording.process);
+        let functions = &recording.functions;
+        for (index, thread) in recording.threads().iter().enumerate() {
+            let first_ts = thread.events().next().map_or(0, |e| e.timestamp_ns);
+            let mut sequence = SequenceWriter::start(
+                &mut output,
+                index,
+                &recording.process,
+                (thread.tid(), thread.name()),
+                first_ts,
+            );
+            sequence.events(&mut output, functions, thread.events())?;
+            sequence.finish(&mut output, functions, recording.end_timestamp_ns())?;
+        }
+        output.finish()
+    }
+}
 
+/// A Perfetto trace being written: packets are encoded into one buffer, written out whenever
+/// it holds [`FLUSH_BYTES`]. Opened with the process's track; the threads' sequences
+/// ([`SequenceWriter`]) then add their packets in any interleaving.
+pub struct PacketOutput<W: Write> {
+    buffer: Encoder,
+    out: W,
+}
+
+impl<W: Write> PacketOutput<W> {
+    /// A trace into `out`, starting with the process's track descriptor.
+    pub fn start(out: W, process: &ProcessInfo) -> Self {
+        let mut buffer = Encoder::with_capacity(FLUSH_BYTES + (FLUSH_BYTES >> 4));
+        let pid = int32_id(u64::from(process.pid));
         buffer.message(field::TRACE_PACKET, |packet| {
             packet.uint(
                 field::packet::TRUSTED_PACKET_SEQUENCE_ID,
@@ -204,7 +230,7 @@ impl TraceWriter for PerfettoWriter {
             packet.uint(field::packet::SEQUENCE_FLAGS, SEQ_INCREMENTAL_STATE_CLEARED);
             packet.message(field::packet::TRACK_DESCRIPTOR, |track| {
                 use field::{process_descriptor as pd, track_descriptor as td};
-                track.uint(td::UUID, process_track);
+                track.uint(td::UUID, process_uuid(process.pid));
                 track.message(td::PROCESS, |p| {
                     p.int(pd::PID, pid);
                     if !process.name.is_empty() {
@@ -213,54 +239,145 @@ impl TraceWriter for PerfettoWriter {
                 });
             });
         });
+        PacketOutput { buffer, out }
+    }
 
-        for (index, thread) in recording.threads().iter().enumerate() {
-            let mut writer = ThreadWriter {
-                recording,
-                sequence: (index as u32).wrapping_add(PROCESS_SEQUENCE + 1),
-                track: process_track.wrapping_add(index as u64 + 1),
-                interned: vec![false; recording.functions.len() + 1],
-                last_ts: thread.events().next().map_or(0, |e| e.timestamp_ns),
-                buffer: &mut buffer,
-                out: &mut *out,
-            };
-            writer.descriptor(thread, pid, process_track);
-            writer.events(thread)?;
+    fn flush_if_full(&mut self) -> io::Result<()> {
+        if self.buffer.bytes().len() >= FLUSH_BYTES {
+            self.out.write_all(self.buffer.bytes())?;
+            self.buffer.clear();
         }
-        out.write_all(buffer.bytes())?;
-        out.flush()
+        Ok(())
+    }
+
+    /// Writes out what is left and flushes `out`.
+    pub fn finish(mut self) -> io::Result<()> {
+        self.out.write_all(self.buffer.bytes())?;
+        self.buffer.clear();
+        self.out.flush()
     }
 }
 
-/// One thread's packet sequence.
-struct ThreadWriter<'a> {
-    recording: &'a Recording,
+/// One thread's packet sequence: its ids, what it has interned, its incremental clock and its
+/// open calls. It owns all of it, so the thread's events can be given in pieces.
+#[derive(Debug)]
+pub struct SequenceWriter {
     sequence: u32,
     track: u64,
-    /// Which functions' names and source locations this sequence has interned, by
-    /// [`Self::iid`] - 1.
+    /// Which functions' names and source locations this sequence has interned, by id.
     interned: Vec<bool>,
+    /// Whether the name shared by ids the table did not give is interned.
+    interned_unknown: bool,
     /// The timestamp of the sequence's last packet: the next one is written as the
     /// nanoseconds since it.
     last_ts: u64,
-    buffer: &'a mut Encoder,
-    out: &'a mut dyn Write,
+    spans: SpanState,
+    calls: usize,
 }
 
-impl ThreadWriter<'_> {
-    /// The iid of a function's `EventName` and `SourceLocation`: its id + 1; every id the table
-    /// did not give shares the iid after the last function's (named `<unknown>`).
-    fn iid(&self, function: FunctionId) -> u64 {
-        let known = self.recording.functions.len();
-        let index = (function.0 as usize).min(known);
-        index as u64 + 1
+/// The iid of the name and source location of every id the function table did not give.
+const UNKNOWN_IID: u64 = 1 << 32;
+
+impl SequenceWriter {
+    /// The sequence of the recording's thread number `index` (`thread`: its id and name):
+    /// writes its track, defaults, interned names and clock (0 at `first_ts`, the timestamp of
+    /// its first event).
+    pub fn start<W: Write>(
+        output: &mut PacketOutput<W>,
+        index: usize,
+        process: &ProcessInfo,
+        thread: (u64, &str),
+        first_ts: u64,
+    ) -> Self {
+        let parent = process_uuid(process.pid);
+        let writer = SequenceWriter {
+            sequence: (index as u32).wrapping_add(PROCESS_SEQUENCE + 1),
+            track: parent.wrapping_add(index as u64 + 1),
+            interned: Vec::new(),
+            interned_unknown: false,
+            last_ts: first_ts,
+            spans: SpanState::default(),
+            calls: 0,
+        };
+        writer.descriptor(
+            &mut output.buffer,
+            int32_id(u64::from(process.pid)),
+            parent,
+            thread,
+        );
+        writer
+    }
+
+    /// The calls (`Call` events) given so far.
+    pub fn calls(&self) -> usize {
+        self.calls
+    }
+
+    /// Adds the thread's next events.
+    pub fn events<'a, W: Write>(
+        &mut self,
+        output: &mut PacketOutput<W>,
+        functions: &FunctionTable,
+        events: impl Iterator<Item = EventRef<'a>>,
+    ) -> io::Result<()> {
+        for event in events {
+            let Some(step) = self.spans.step(event) else {
+                continue;
+            };
+            self.write_step(&mut output.buffer, functions, &step);
+            output.flush_if_full()?;
+        }
+        Ok(())
+    }
+
+    /// After the thread's last event: closes the calls still open (see
+    /// [`SpanState::close_open`]).
+    pub fn finish<W: Write>(
+        &mut self,
+        output: &mut PacketOutput<W>,
+        functions: &FunctionTable,
+        recording_end_ns: Option<u64>,
+    ) -> io::Result<()> {
+        while let Some(step) = self.spans.close_open(recording_end_ns) {
+            self.write_step(&mut output.buffer, functions, &step);
+            output.flush_if_full()?;
+        }
+        Ok(())
+    }
+
+    fn write_step(&mut self, buffer: &mut Encoder, functions: &FunctionTable, step: &Step<'_>) {
+        match step {
+            Step::Begin { call, ts } => {
+                self.calls += 1;
+                self.begin(buffer, functions, call, *ts);
+            }
+            Step::End(end) => self.end(buffer, end),
+        }
+    }
+
+    /// The iid of a function's `EventName` and `SourceLocation` (its id + 1, or
+    /// [`UNKNOWN_IID`]), and whether this is its first use on the sequence.
+    fn intern(&mut self, functions: &FunctionTable, function: FunctionId) -> (u64, bool) {
+        let index = function.0 as usize;
+        if index >= functions.len() {
+            return (
+                UNKNOWN_IID,
+                !std::mem::replace(&mut self.interned_unknown, true),
+            );
+        }
+        if index >= self.interned.len() {
+            self.interned.resize(functions.len(), false);
+        }
+        let first_use = !std::mem::replace(&mut self.interned[index], true);
+        (index as u64 + 1, first_use)
     }
 
     /// The thread's track, the sequence's defaults and interned names, and its clock (0 at
     /// `last_ts`).
-    fn descriptor(&mut self, thread: &ThreadBuffer, pid: i64, parent: u64) {
+    fn descriptor(&self, buffer: &mut Encoder, pid: i64, parent: u64, thread: (u64, &str)) {
         let (sequence, track, base_ts) = (self.sequence, self.track, self.last_ts);
-        self.buffer.message(field::TRACE_PACKET, |p| {
+        let (tid, name) = thread;
+        buffer.message(field::TRACE_PACKET, |p| {
             p.uint(field::packet::TRUSTED_PACKET_SEQUENCE_ID, sequence.into());
             p.uint(field::packet::SEQUENCE_FLAGS, SEQ_INCREMENTAL_STATE_CLEARED);
             p.message(field::packet::TRACE_PACKET_DEFAULTS, |d| {
@@ -276,9 +393,9 @@ impl ThreadWriter<'_> {
                 t.uint(td::PARENT_UUID, parent);
                 t.message(td::THREAD, |th| {
                     th.int(thd::PID, pid);
-                    th.int(thd::TID, int32_id(thread.tid()));
-                    if !thread.name().is_empty() {
-                        th.string(thd::THREAD_NAME, thread.name());
+                    th.int(thd::TID, int32_id(tid));
+                    if !name.is_empty() {
+                        th.string(thd::THREAD_NAME, name);
                     }
                 });
             });
@@ -296,7 +413,7 @@ impl ThreadWriter<'_> {
                 }
             });
         });
-        self.buffer.message(field::TRACE_PACKET, |p| {
+        buffer.message(field::TRACE_PACKET, |p| {
             p.uint(field::packet::TRUSTED_PACKET_SEQUENCE_ID, sequence.into());
             p.message(field::packet::CLOCK_SNAPSHOT, |snapshot| {
                 use field::clock_snapshot as cs;
@@ -316,20 +433,6 @@ impl ThreadWriter<'_> {
         });
     }
 
-    fn events(&mut self, thread: &ThreadBuffer) -> io::Result<()> {
-        for step in Steps::of_thread(thread, self.recording.end_timestamp_ns()) {
-            match step {
-                Step::Begin { call, ts } => self.begin(&call, ts),
-                Step::End(end) => self.end(&end),
-            }
-            if self.buffer.bytes().len() >= FLUSH_BYTES {
-                self.out.write_all(self.buffer.bytes())?;
-                self.buffer.clear();
-            }
-        }
-        Ok(())
-    }
-
     /// The packet fields every track event of this sequence starts with; `ts` as the time
     /// since the previous packet (steps never go back in time).
     fn packet_header(p: &mut Encoder, delta_ns: u64, sequence: u32) {
@@ -346,9 +449,13 @@ impl ThreadWriter<'_> {
 
     /// Appends the packet of a track event with nothing interned and no annotation (almost
     /// every one), encoded in one piece on the stack: `fields` adds the `TrackEvent`'s fields.
-    fn plain_event(&mut self, delta_ns: u64, fields: impl FnOnce(&mut SmallPacket<'_>)) {
-        let sequence = self.sequence;
-        self.buffer.append_in_place(SmallPacket::CAPACITY, |room| {
+    fn plain_event(
+        buffer: &mut Encoder,
+        sequence: u32,
+        delta_ns: u64,
+        fields: impl FnOnce(&mut SmallPacket<'_>),
+    ) {
+        buffer.append_in_place(SmallPacket::CAPACITY, |room| {
             let mut packet = SmallPacket::start(room);
             packet.uint(field::packet::TIMESTAMP, delta_ns);
             packet.uint(field::packet::TRUSTED_PACKET_SEQUENCE_ID, sequence.into());
@@ -359,18 +466,19 @@ impl ThreadWriter<'_> {
         });
     }
 
-    fn begin(&mut self, call: &EventRef<'_>, ts: u64) {
+    fn begin(
+        &mut self,
+        buffer: &mut Encoder,
+        functions: &FunctionTable,
+        call: &EventRef<'_>,
+        ts: u64,
+    ) {
         use field::{debug_annotation as da, track_event as te};
-        let functions = &self.recording.functions;
-        let iid = self.iid(call.function);
-        let first_use = match self.interned.get_mut(iid as usize - 1) {
-            Some(done) => !std::mem::replace(done, true),
-            None => false,
-        };
+        let (iid, first_use) = self.intern(functions, call.function);
         let first_line = functions.get(call.function).map_or(0, |f| f.first_line);
         let (delta, sequence) = (self.delta(ts), self.sequence);
         if !first_use && call.line() == first_line {
-            self.plain_event(delta, |e| {
+            Self::plain_event(buffer, sequence, delta, |e| {
                 e.uint(te::TYPE, TYPE_SLICE_BEGIN);
                 e.uint(te::CATEGORY_IIDS, CATEGORY_IID);
                 e.uint(te::NAME_IID, iid);
@@ -378,7 +486,7 @@ impl ThreadWriter<'_> {
             });
             return;
         }
-        self.buffer.message(field::TRACE_PACKET, |p| {
+        buffer.message(field::TRACE_PACKET, |p| {
             Self::packet_header(p, delta, sequence);
             if first_use {
                 let (name, file) = describe(functions, call.function);
@@ -411,15 +519,17 @@ impl ThreadWriter<'_> {
         });
     }
 
-    fn end(&mut self, end: &End<'_>) {
+    fn end(&mut self, buffer: &mut Encoder, end: &End<'_>) {
         use field::{debug_annotation as da, track_event as te};
         let (delta, sequence) = (self.delta(end.ts), self.sequence);
         let (return_value, exception) = (end.return_value(), end.exception());
         if return_value.is_none() && exception.is_none() && !end.unfinished() {
-            self.plain_event(delta, |e| e.uint(te::TYPE, TYPE_SLICE_END));
+            Self::plain_event(buffer, sequence, delta, |e| {
+                e.uint(te::TYPE, TYPE_SLICE_END)
+            });
             return;
         }
-        self.buffer.message(field::TRACE_PACKET, |p| {
+        buffer.message(field::TRACE_PACKET, |p| {
             Self::packet_header(p, delta, sequence);
             p.message(field::packet::TRACK_EVENT, |e| {
                 e.uint(te::TYPE, TYPE_SLICE_END);
@@ -508,7 +618,7 @@ mod tests {
 
     use super::*;
     use crate::output::testing::{check_golden, small_recording, Message, Value};
-    use crate::record::{Event, EventKind, FunctionInfo, ProcessInfo};
+    use crate::record::{Event, EventKind, FunctionInfo, ProcessInfo, ThreadBuffer};
 
     fn write(recording: &Recording) -> Vec<u8> {
         let mut out = Vec::new();

@@ -1,10 +1,15 @@
-//! One thread's events as properly nested begin/end steps: the rules both writers share for
+//! One thread's events as properly nested begin/end steps: the rules every writer shares for
 //! streams that do not balance (see [`crate::output`]).
+//!
+//! The rules live in [`SpanState`], which owns what it keeps between events (the open calls,
+//! the last exception of each, the clock), so a writer can feed a thread's events in pieces
+//! (the streaming writer, one chunk at a time) or all at once ([`Steps`], the writers at exit)
+//! and get the same steps.
 
 use crate::record::{EventKind, EventRef, ThreadBuffer};
 
 /// A step of a balanced stream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step<'a> {
     /// A call opens a slice at `ts`.
     Begin { call: EventRef<'a>, ts: u64 },
@@ -12,14 +17,18 @@ pub enum Step<'a> {
     End(End<'a>),
 }
 
+/// The last `Exception` event seen in an open call: its detail (None if it had none), owned
+/// so that the call may end in a later chunk.
+pub type ExceptionSeen = Option<Box<str>>;
+
 /// The end of a slice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct End<'a> {
     pub ts: u64,
     /// The `Return` or `Unwind` event; None when the call was still open at the end.
     pub close: Option<EventRef<'a>>,
     /// The last `Exception` event seen in this frame (not in the frames it called).
-    pub exception_seen: Option<EventRef<'a>>,
+    pub exception_seen: Option<ExceptionSeen>,
 }
 
 impl<'a> End<'a> {
@@ -33,11 +42,11 @@ impl<'a> End<'a> {
     /// The exception the frame raised or saw: the `Unwind` event's detail if the frame
     /// exited by one, else that of the last `Exception` event in the frame. An exception
     /// without a recorded description is `""`.
-    pub fn exception(&self) -> Option<&'a str> {
+    pub fn exception(&self) -> Option<&str> {
         let unwound = self.close.filter(|e| e.kind() == EventKind::Unwind);
-        match (unwound.and_then(|e| e.detail()), self.exception_seen) {
+        match (unwound.and_then(|e| e.detail()), &self.exception_seen) {
             (Some(detail), _) => Some(detail),
-            (None, Some(seen)) => Some(seen.detail().unwrap_or("")),
+            (None, Some(seen)) => Some(seen.as_deref().unwrap_or("")),
             (None, None) => unwound.map(|_| ""),
         }
     }
@@ -48,70 +57,56 @@ impl<'a> End<'a> {
     }
 }
 
-/// The steps of one thread's events. Rules:
+/// The balancing state of one thread between its events. Rules:
 /// - a `Call` begins a slice; `Return` and `Unwind` end the innermost open one;
 /// - a `Return` or `Unwind` with no open call (its call came before the recording) is dropped,
 ///   and so is an `Exception` outside any call; `Line` events are skipped;
 /// - calls still open after the last event end, innermost first, at the thread's last
-///   timestamp or the recording's end, whichever is later;
+///   timestamp or the recording's end, whichever is later ([`SpanState::close_open`]);
 /// - timestamps never go backwards: each is at least the one before it, so a slice never ends
 ///   before it begins nor after its parent ends.
-pub struct Steps<'a, I> {
-    events: I,
-    /// The last `Exception` event of each open call, outermost first.
-    open: Vec<Option<EventRef<'a>>>,
+#[derive(Clone, Debug, Default)]
+pub struct SpanState {
+    /// The last `Exception` seen in each open call, outermost first.
+    open: Vec<Option<ExceptionSeen>>,
     last_ts: u64,
-    end_ts: Option<u64>,
 }
 
-impl<'a> Steps<'a, crate::record::Events<'a>> {
-    pub fn of_thread(thread: &'a ThreadBuffer, recording_end_ns: Option<u64>) -> Self {
-        Steps::new(thread.events(), recording_end_ns)
-    }
-}
-
-impl<'a, I: Iterator<Item = EventRef<'a>>> Steps<'a, I> {
-    pub fn new(events: I, recording_end_ns: Option<u64>) -> Self {
-        Steps {
-            events,
-            open: Vec::new(),
-            last_ts: 0,
-            end_ts: recording_end_ns,
-        }
-    }
-}
-
-impl<'a, I: Iterator<Item = EventRef<'a>>> Iterator for Steps<'a, I> {
-    type Item = Step<'a>;
-
-    fn next(&mut self) -> Option<Step<'a>> {
-        for event in self.events.by_ref() {
-            self.last_ts = self.last_ts.max(event.timestamp_ns);
-            let ts = self.last_ts;
-            match event.kind() {
-                EventKind::Call => {
-                    self.open.push(None);
-                    return Some(Step::Begin { call: event, ts });
-                }
-                EventKind::Return | EventKind::Unwind => {
-                    if let Some(exception_seen) = self.open.pop() {
-                        return Some(Step::End(End {
-                            ts,
-                            close: Some(event),
-                            exception_seen,
-                        }));
-                    }
-                }
-                EventKind::Exception => {
-                    if let Some(top) = self.open.last_mut() {
-                        *top = Some(event);
-                    }
-                }
-                EventKind::Line => {}
+impl SpanState {
+    /// The step `event` makes, if any.
+    #[inline]
+    pub fn step<'a>(&mut self, event: EventRef<'a>) -> Option<Step<'a>> {
+        self.last_ts = self.last_ts.max(event.timestamp_ns);
+        let ts = self.last_ts;
+        match event.kind() {
+            EventKind::Call => {
+                self.open.push(None);
+                Some(Step::Begin { call: event, ts })
             }
+            EventKind::Return | EventKind::Unwind => {
+                let exception_seen = self.open.pop()?;
+                Some(Step::End(End {
+                    ts,
+                    close: Some(event),
+                    exception_seen,
+                }))
+            }
+            EventKind::Exception => {
+                if let Some(top) = self.open.last_mut() {
+                    *top = Some(event.detail().map(Box::from));
+                }
+                None
+            }
+            EventKind::Line => None,
         }
+    }
+
+    /// After the thread's last event: the end of the innermost call still open, at the
+    /// thread's last timestamp or `recording_end_ns`, whichever is later; None once every
+    /// call is closed.
+    pub fn close_open(&mut self, recording_end_ns: Option<u64>) -> Option<Step<'static>> {
         let exception_seen = self.open.pop()?;
-        if let Some(end) = self.end_ts.take() {
+        if let Some(end) = recording_end_ns {
             self.last_ts = self.last_ts.max(end);
         }
         Some(Step::End(End {
@@ -119,6 +114,47 @@ impl<'a, I: Iterator<Item = EventRef<'a>>> Iterator for Steps<'a, I> {
             close: None,
             exception_seen,
         }))
+    }
+
+    /// Calls open now.
+    pub fn depth(&self) -> usize {
+        self.open.len()
+    }
+}
+
+/// The steps of one thread's events, all at once ([`SpanState`]'s rules).
+pub struct Steps<I> {
+    events: I,
+    state: SpanState,
+    end_ts: Option<u64>,
+}
+
+impl<'a> Steps<crate::record::Events<'a>> {
+    pub fn of_thread(thread: &'a ThreadBuffer, recording_end_ns: Option<u64>) -> Self {
+        Steps::new(thread.events(), recording_end_ns)
+    }
+}
+
+impl<'a, I: Iterator<Item = EventRef<'a>>> Steps<I> {
+    pub fn new(events: I, recording_end_ns: Option<u64>) -> Self {
+        Steps {
+            events,
+            state: SpanState::default(),
+            end_ts: recording_end_ns,
+        }
+    }
+}
+
+impl<'a, I: Iterator<Item = EventRef<'a>>> Iterator for Steps<I> {
+    type Item = Step<'a>;
+
+    fn next(&mut self) -> Option<Step<'a>> {
+        for event in self.events.by_ref() {
+            if let Some(step) = self.state.step(event) {
+                return Some(step);
+            }
+        }
+        self.state.close_open(self.end_ts)
     }
 }
 
@@ -211,21 +247,63 @@ mod tests {
             ev(Return, 0, 13).with_detail("42"),
         ];
         let thread = buffer(&events);
-        let ends: Vec<(Option<&str>, Option<&str>)> = Steps::of_thread(&thread, None)
+        let ends: Vec<(Option<&str>, Option<String>)> = Steps::of_thread(&thread, None)
             .filter_map(|step| match step {
-                Step::End(end) => Some((end.return_value(), end.exception())),
+                Step::End(end) => Some((end.return_value(), end.exception().map(String::from))),
                 Step::Begin { .. } => None,
             })
             .collect();
         assert_eq!(
             ends,
             [
-                (None, Some("ValueError: inner")),
-                (None, Some("KeyError: 'k'")),
-                (None, Some("")),
-                (Some("None"), Some("")),
-                (Some("42"), Some("ValueError: inner")),
+                (None, Some("ValueError: inner".into())),
+                (None, Some("KeyError: 'k'".into())),
+                (None, Some("".into())),
+                (Some("None"), Some("".into())),
+                (Some("42"), Some("ValueError: inner".into())),
             ]
         );
+    }
+
+    #[test]
+    fn events_given_in_pieces_make_the_same_steps() {
+        let events = [
+            ev(Return, 9, 1),
+            ev(Call, 0, 2),
+            ev(Exception, 0, 3).with_detail("KeyError: 'k'"),
+            ev(Call, 1, 4),
+            ev(Exception, 1, 5),
+            ev(Return, 1, 6).with_detail("7"),
+            ev(Call, 2, 7),
+            ev(Unwind, 2, 8).with_detail("ValueError: v"),
+            ev(Call, 3, 9),
+            ev(Exception, 3, 10).with_detail("OSError"),
+        ];
+        let thread = buffer(&events);
+        let show = |step: Step<'_>| match step {
+            Step::Begin { call, ts } => format!("+{}@{ts}", call.function.0),
+            Step::End(end) => format!(
+                "-@{} {:?} {:?} {}",
+                end.ts,
+                end.return_value(),
+                end.exception(),
+                end.unfinished()
+            ),
+        };
+        let whole: Vec<String> = Steps::of_thread(&thread, Some(20)).map(show).collect();
+        let all: Vec<_> = thread.events().collect();
+        for piece in 1..=all.len() {
+            let mut state = SpanState::default();
+            let mut steps = Vec::new();
+            for chunk in all.chunks(piece) {
+                steps.extend(chunk.iter().filter_map(|e| state.step(*e)).map(show));
+            }
+            assert_eq!(state.depth(), 2);
+            while let Some(step) = state.close_open(Some(20)) {
+                steps.push(show(step));
+            }
+            assert_eq!(steps, whole, "pieces of {piece}");
+        }
+        assert_eq!(whole.len(), 8);
     }
 }

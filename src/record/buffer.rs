@@ -2,7 +2,9 @@
 
 use std::iter::Flatten;
 use std::slice;
+use std::sync::Arc;
 
+use super::stream::{Chunk, ChunkStream, Piece};
 use super::{Event, EventRef, Recorded};
 
 /// Events in a thread's first chunk (64 KiB of events at 16 bytes each).
@@ -18,6 +20,9 @@ pub const LATER_CHUNK_EVENTS: usize = 16 * CHUNK_EVENTS;
 /// each allocated once at its full size: pushing never moves an event already stored, and
 /// allocates only when the last chunk is full. A busy thread thus holds up to 1 MiB more than
 /// its events.
+///
+/// A streaming buffer ([`ThreadBuffer::stream_to`]) instead hands each full chunk to the
+/// recording's writer and continues in a recycled one: it holds only the events not sent yet.
 #[derive(Debug, Default)]
 pub struct ThreadBuffer {
     tid: u64,
@@ -25,7 +30,10 @@ pub struct ThreadBuffer {
     chunks: Vec<Vec<Event>>,
     /// The details of the events that have one, in event order.
     details: Vec<Box<str>>,
+    /// Every event pushed, sent ones included.
     len: usize,
+    /// Where full chunks go, and this thread's index in its recording; None: kept here.
+    stream: Option<(Arc<ChunkStream>, usize)>,
 }
 
 impl ThreadBuffer {
@@ -38,7 +46,14 @@ impl ThreadBuffer {
             chunks: Vec::new(),
             details: Vec::new(),
             len: 0,
+            stream: None,
         }
+    }
+
+    /// Streams this buffer: from now on each full chunk (and what it holds when the stream
+    /// is finished) is sent to `stream`'s writer as thread number `index`.
+    pub(crate) fn stream_to(&mut self, stream: Arc<ChunkStream>, index: usize) {
+        self.stream = Some((stream, index));
     }
 
     pub fn tid(&self) -> u64 {
@@ -58,27 +73,76 @@ impl ThreadBuffer {
     pub fn push(&mut self, recorded: impl Into<Recorded>) {
         let Recorded { mut event, detail } = recorded.into();
         event.set_has_detail(detail.is_some());
-        if let Some(detail) = detail {
-            self.details.push(detail);
-        }
         match self.chunks.last_mut() {
             Some(chunk) if chunk.len() < chunk.capacity() => chunk.push(event),
             _ => self.push_to_new_chunk(event),
+        }
+        // After the event: a full chunk handed to a writer takes the details it has so far.
+        if let Some(detail) = detail {
+            self.details.push(detail);
         }
         self.len += 1;
     }
 
     #[cold]
     fn push_to_new_chunk(&mut self, event: Event) {
-        let mut chunk = if self.chunks.is_empty() {
-            Vec::with_capacity(CHUNK_EVENTS)
+        let recycled = if self.chunks.is_empty() {
+            None
         } else {
-            let mut chunk = Vec::with_capacity(LATER_CHUNK_EVENTS);
-            prefault(chunk.spare_capacity_mut());
-            chunk
+            self.send_chunks()
+        };
+        let mut chunk = match recycled {
+            Some(chunk) => chunk,
+            None if self.len == 0 => Vec::with_capacity(CHUNK_EVENTS),
+            None => {
+                let mut chunk = Vec::with_capacity(LATER_CHUNK_EVENTS);
+                prefault(chunk.spare_capacity_mut());
+                chunk
+            }
         };
         chunk.push(event);
         self.chunks.push(chunk);
+    }
+
+    pub(crate) fn stop_streaming(&mut self) {
+        self.stream = None;
+    }
+
+    /// Streaming: sends the events held here (even none) to the writer; a used chunk to fill
+    /// next, if the writer returned one. In a process forked since the stream opened, the
+    /// buffer stops streaming and keeps its events (see [`super::stream`]).
+    pub(crate) fn send_chunks(&mut self) -> Option<Vec<Event>> {
+        let (stream, thread) = self.stream.as_ref()?;
+        if !stream.in_this_process() {
+            self.stream = None;
+            return None;
+        }
+        let mut details = std::mem::take(&mut self.details);
+        let mut chunks = std::mem::take(&mut self.chunks);
+        if chunks.is_empty() {
+            chunks.push(Vec::new());
+        }
+        let last = chunks.len() - 1;
+        for (n, events) in chunks.into_iter().enumerate() {
+            // Each chunk takes the details of its own events (the last one, all that are left:
+            // a streaming buffer holds one chunk, whose events are then not counted).
+            let rest = if n == last {
+                Vec::new()
+            } else {
+                let own = events.iter().filter(|e| e.has_detail()).count();
+                details.split_off(own.min(details.len()))
+            };
+            let chunk = Chunk {
+                thread: *thread,
+                tid: self.tid,
+                name: self.name.clone(),
+                events,
+                details: std::mem::replace(&mut details, rest),
+            };
+            // A writer that failed reports it when the stream finishes.
+            stream.send(Piece::Chunk(chunk));
+        }
+        stream.recycled_chunk()
     }
 
     pub fn len(&self) -> usize {
@@ -143,6 +207,16 @@ fn prefault<T>(memory: &mut [T]) {
 pub struct Events<'a> {
     inner: Flatten<slice::Iter<'a, Vec<Event>>>,
     details: slice::Iter<'a, Box<str>>,
+}
+
+impl<'a> Events<'a> {
+    /// The events of one chunk, `details` the details of those that have one.
+    pub(crate) fn of_chunk(events: &'a Vec<Event>, details: &'a [Box<str>]) -> Self {
+        Events {
+            inner: slice::from_ref(events).iter().flatten(),
+            details: details.iter(),
+        }
+    }
 }
 
 impl<'a> Iterator for Events<'a> {

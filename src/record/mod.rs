@@ -28,11 +28,15 @@
 
 mod buffer;
 mod functions;
+pub mod stream;
 
 use std::ops::Deref;
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
 
-pub use buffer::{Events, ThreadBuffer, CHUNK_EVENTS};
+pub use buffer::{Events, ThreadBuffer, CHUNK_EVENTS, LATER_CHUNK_EVENTS};
 pub use functions::{FunctionId, FunctionInfo, FunctionTable};
+use stream::{ChunkStream, Piece};
 
 /// What happened, in `sys.settrace`'s terms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -115,7 +119,7 @@ impl Event {
         }
     }
 
-    fn has_detail(&self) -> bool {
+    pub(crate) fn has_detail(&self) -> bool {
         self.packed & Self::HAS_DETAIL != 0
     }
 
@@ -193,12 +197,16 @@ pub struct ProcessInfo {
 }
 
 /// A whole run: the process, the functions, and every thread's events.
+///
+/// A streaming recording ([`Recording::streaming`]) sends its functions and full chunks to a
+/// writer as it goes (see [`stream`]) and keeps only the events not sent yet.
 #[derive(Debug, Default)]
 pub struct Recording {
     pub process: ProcessInfo,
     pub functions: FunctionTable,
     threads: Vec<ThreadBuffer>,
     end_timestamp_ns: Option<u64>,
+    stream: Option<Arc<ChunkStream>>,
 }
 
 impl Recording {
@@ -207,6 +215,67 @@ impl Recording {
             process,
             ..Recording::default()
         }
+    }
+
+    /// A recording whose functions and events go to `stream`'s writer as they come.
+    pub fn streaming(process: ProcessInfo, stream: Arc<ChunkStream>) -> Self {
+        Recording {
+            process,
+            stream: Some(stream),
+            ..Recording::default()
+        }
+    }
+
+    /// Whether functions and events still go to a writer (not after
+    /// [`finish_stream`](Self::finish_stream), nor in a process forked since it opened).
+    pub fn is_streaming(&self) -> bool {
+        self.stream.as_ref().is_some_and(|s| s.in_this_process())
+    }
+
+    /// Interns a function (see [`FunctionTable::intern`]); a streaming recording sends a new
+    /// one to its writer.
+    pub fn intern_function(&mut self, info: FunctionInfo) -> FunctionId {
+        let known = self.functions.len();
+        match &self.stream {
+            Some(stream) if stream.in_this_process() => {
+                let id = self.functions.intern(info.clone());
+                if self.functions.len() > known {
+                    stream.send(Piece::Function(info));
+                }
+                id
+            }
+            _ => self.functions.intern(info),
+        }
+    }
+
+    /// Streaming: sends every thread's remaining events, then the end; the recording then
+    /// streams no more. False if it was not streaming (or is a process forked since the
+    /// stream opened: nothing is sent, the events stay here).
+    pub fn finish_stream(&mut self) -> bool {
+        let Some(stream) = self.stream.take() else {
+            return false;
+        };
+        let sent = stream.in_this_process();
+        for thread in &mut self.threads {
+            if sent {
+                thread.send_chunks();
+            }
+            thread.stop_streaming();
+        }
+        if sent {
+            stream.send(Piece::Finish {
+                end_ns: self.end_timestamp_ns,
+            });
+        }
+        sent
+    }
+
+    /// Streaming: asks the writer how many calls it has seen; it answers on the receiver
+    /// once it has encoded every chunk sent before.
+    pub fn count_streamed_calls(&self) -> Option<Receiver<usize>> {
+        let stream = self.stream.as_ref().filter(|s| s.in_this_process())?;
+        let (reply, answer) = mpsc::sync_channel(1);
+        stream.send(Piece::CountCalls(reply)).then_some(answer)
     }
 
     /// Adds a thread's events. A buffer of a thread already present (the same `tid`) is
@@ -227,8 +296,13 @@ impl Recording {
         match self.threads.iter().position(|t| t.tid() == tid) {
             Some(index) => index,
             None => {
-                self.threads.push(ThreadBuffer::new(tid, name));
-                self.threads.len() - 1
+                let index = self.threads.len();
+                let mut buffer = ThreadBuffer::new(tid, name);
+                if let Some(stream) = self.stream.as_ref().filter(|s| s.in_this_process()) {
+                    buffer.stream_to(stream.clone(), index);
+                }
+                self.threads.push(buffer);
+                index
             }
         }
     }
@@ -257,7 +331,7 @@ impl Recording {
         self.threads.iter().map(ThreadBuffer::len).sum()
     }
 
-    /// `Call` events of every thread.
+    /// `Call` events of every thread (of a streaming recording: those not sent yet).
     pub fn call_count(&self) -> usize {
         self.threads
             .iter()
