@@ -174,6 +174,102 @@ pub unsafe fn is_suspended(frame: *const InterpreterFrame, result: *mut ffi::PyO
         && (*(*frame).prev_instr & 0xff) == *yield_value
 }
 
+/// Whether the frame lives inside a generator or coroutine object (it is being resumed), as
+/// opposed to a frame of a plain call or the first run of a generator function's code, which
+/// only makes the generator (`RETURN_GENERATOR`).
+///
+/// # Safety
+/// As for [`code`].
+#[inline(always)]
+pub unsafe fn owned_by_generator(frame: *const InterpreterFrame) -> bool {
+    (*frame).owner == FRAME_OWNED_BY_GENERATOR
+}
+
+/// `co_flags` of 3.11's `struct PyCodeObject` (`Include/cpython/code.h`).
+const CODE_FLAGS_OFFSET: usize = 48;
+/// `_co_firsttraceable`: the index of the code's first `RESUME`, where tracing starts.
+const CODE_FIRST_TRACEABLE_OFFSET: usize = 168;
+/// `co_code_adaptive`: the (quickened) instructions the eval loop runs (`_PyCode_CODE`).
+const CODE_INSTRUCTIONS_OFFSET: usize = 184;
+/// `CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR`.
+const GENERATOR_FLAGS: c_int = 0x20 | 0x80 | 0x200;
+
+/// Whether the code object is a generator, coroutine or async generator function's.
+///
+/// # Safety
+/// `code` is a live code object, [`code_layout_verified`] said so, and the GIL is held.
+#[inline(always)]
+pub unsafe fn is_generator_code(code: *mut ffi::PyObject) -> bool {
+    *code.cast::<u8>().add(CODE_FLAGS_OFFSET).cast::<c_int>() & GENERATOR_FLAGS != 0
+}
+
+/// The index of the first instruction of `code` that the eval loop traces (its first
+/// `RESUME`).
+///
+/// # Safety
+/// As for [`is_generator_code`].
+#[inline(always)]
+pub unsafe fn first_traceable(code: *mut ffi::PyObject) -> isize {
+    *code
+        .cast::<u8>()
+        .add(CODE_FIRST_TRACEABLE_OFFSET)
+        .cast::<c_int>() as isize
+}
+
+/// `_PyInterpreterFrame_LASTI`: the index of the instruction the frame executed last (-1
+/// before its first).
+///
+/// # Safety
+/// `frame` is a live interpreter frame, [`code_layout_verified`] said so, and the GIL is held.
+#[inline(always)]
+pub unsafe fn last_instruction(frame: *const InterpreterFrame) -> isize {
+    let first = instructions((*frame).f_code);
+    (*frame).prev_instr.offset_from(first)
+}
+
+/// Whether the instruction at `index` of `code` is a `RESUME` (as written or quickened): the
+/// instruction at which a traced frame gets its `call` event.
+///
+/// # Safety
+/// As for [`is_generator_code`]; `index` is within the code.
+#[inline(always)]
+pub unsafe fn is_resume(code: *mut ffi::PyObject, index: isize) -> bool {
+    let Some(&[resume, resume_quick]) = RESUME_OPCODES.get() else {
+        return false;
+    };
+    let opcode = *instructions(code).offset(index) & 0xff;
+    opcode == resume || opcode == resume_quick
+}
+
+#[inline(always)]
+unsafe fn instructions(code: *mut ffi::PyObject) -> *mut u16 {
+    code.cast::<u8>()
+        .add(CODE_INSTRUCTIONS_OFFSET)
+        .cast::<u16>()
+}
+
+/// Whether starting a frame now fails at once with `RecursionError`, before its first
+/// instruction and before any trace event: 3.11's `_Py_EnterRecursiveCallTstate` at the start
+/// of `_PyEval_EvalFrameDefault` (`recursion_remaining-- <= 0`, then `_Py_CheckRecursiveCall`:
+/// the depth reached the interpreter's limit and no `RecursionError` is being made).
+///
+/// # Safety
+/// As for [`in_trace_function`].
+#[inline(always)]
+pub unsafe fn entry_overflows_recursion(tstate: *mut ffi::PyThreadState) -> bool {
+    let ts = head(tstate);
+    let remaining = (*ts).recursion_remaining;
+    remaining <= 0
+        && (*ts).recursion_headroom == 0
+        && i64::from((*ts).recursion_limit) - i64::from(remaining) + 1
+            >= i64::from(ffi::Py_GetRecursionLimit())
+}
+
+/// Whether the code object and recursion fields above were confirmed at import.
+pub fn code_layout_verified() -> bool {
+    CODE_LAYOUT.get().copied().unwrap_or(false)
+}
+
 /// The interpreter frame of a frame object.
 ///
 /// # Safety
@@ -244,6 +340,12 @@ pub unsafe fn verify_code_extra(py: Python<'_>, index: ffi::Py_ssize_t) -> bool 
 /// The opcode of `YIELD_VALUE`, read from the `opcode` module at import.
 static YIELD_VALUE: OnceLock<u16> = OnceLock::new();
 
+/// The opcodes of `RESUME` and of its quickened form `RESUME_QUICK`, read at import.
+static RESUME_OPCODES: OnceLock<[u16; 2]> = OnceLock::new();
+
+/// Whether the code object offsets and the recursion fields were confirmed at import.
+static CODE_LAYOUT: OnceLock<bool> = OnceLock::new();
+
 /// Why the layout check failed, or Ok; computed once, at import.
 static LAYOUT: OnceLock<Result<(), String>> = OnceLock::new();
 
@@ -274,6 +376,12 @@ fn check(py: Python<'_>) -> PyResult<Result<(), String>> {
     let _ = YIELD_VALUE.set(opcode);
     let probe = sys.getattr("_getframe")?.call0()?;
     let caller = probe.getattr("f_back")?;
+    if let Ok(Some(opcodes)) = resume_opcodes(py) {
+        let _ = RESUME_OPCODES.set(opcodes);
+    }
+    // SAFETY: `probe` is a live frame (we hold it) and the GIL is held.
+    let code_layout = unsafe { check_code_layout(py, &probe) }.unwrap_or(false);
+    let _ = CODE_LAYOUT.set(code_layout);
     let mismatch = |what: &str| Ok(Err(format!("3.11 {what}")));
     // SAFETY: `probe` is a live frame (we hold it) and the GIL is held.
     unsafe {
@@ -338,6 +446,77 @@ fn check(py: Python<'_>) -> PyResult<Result<(), String>> {
     Ok(Ok(()))
 }
 
+/// `RESUME` from `opcode.opmap`, and `RESUME_QUICK`: 3.11 numbers its specialised
+/// instructions (`opcode._specialized_instructions`, in order) with the opcodes `opmap` leaves
+/// free, from 1 up (`Tools/scripts/generate_opcode_h.py`). None if either is not there.
+fn resume_opcodes(py: Python<'_>) -> PyResult<Option<[u16; 2]>> {
+    let opcode = py.import("opcode")?;
+    let opmap = opcode.getattr("opmap")?;
+    let Ok(resume) = opmap.get_item("RESUME").and_then(|op| op.extract::<u16>()) else {
+        return Ok(None);
+    };
+    let used: Vec<u16> = opmap
+        .call_method0("values")?
+        .try_iter()?
+        .map(|op| op?.extract())
+        .collect::<PyResult<_>>()?;
+    let specialized: Vec<String> = opcode.getattr("_specialized_instructions")?.extract()?;
+    let Some(position) = specialized.iter().position(|name| name == "RESUME_QUICK") else {
+        return Ok(None);
+    };
+    let resume_quick = (1..256u16).filter(|op| !used.contains(op)).nth(position);
+    Ok(resume_quick.map(|quick| [resume, quick]))
+}
+
+/// Whether the code object fields read above (`co_flags`, `_co_firsttraceable`,
+/// `co_code_adaptive`) and the recursion fields of the thread state are where this build
+/// expects them: checked against the running probe frame and its code's Python attributes.
+///
+/// # Safety
+/// `probe` is the running frame of the caller and the GIL is held.
+unsafe fn check_code_layout(py: Python<'_>, probe: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let Some(resume) = RESUME_OPCODES.get().map(|ops| ops[0]) else {
+        return Ok(false);
+    };
+    let frame = of_frame_object(probe.as_ptr().cast());
+    let running = probe.getattr("f_code")?;
+    if frame.is_null() || (*frame).f_code != running.as_ptr() {
+        return Ok(false);
+    }
+    let lasti_bytes: isize = probe.getattr("f_lasti")?.extract()?;
+    // A generator function's code starts with `RETURN_GENERATOR`, `POP_TOP`: its first
+    // `RESUME` is not its first instruction.
+    let generator = py
+        .import("builtins")?
+        .getattr("eval")?
+        .call1(("lambda: (yield)",))?
+        .getattr("__code__")?;
+    for code_object in [&running, &generator] {
+        let code = code_object.as_ptr();
+        let flags: c_int = code_object.getattr("co_flags")?.extract()?;
+        let raw: Vec<u8> = code_object.getattr("co_code")?.extract()?;
+        let first_resume = raw
+            .chunks_exact(2)
+            .position(|unit| u16::from(unit[0]) == resume)
+            .and_then(|index| isize::try_from(index).ok());
+        if *code.cast::<u8>().add(CODE_FLAGS_OFFSET).cast::<c_int>() != flags
+            || Some(first_traceable(code)) != first_resume
+            || !is_resume(code, first_traceable(code))
+        {
+            return Ok(false);
+        }
+    }
+    let ts = head(ffi::PyThreadState_Get());
+    let remaining = (*ts).recursion_remaining;
+    Ok(is_generator_code(generator.as_ptr())
+        && !is_generator_code(running.as_ptr())
+        && last_instruction(frame) * 2 == lasti_bytes
+        && (*ts).recursion_limit == ffi::Py_GetRecursionLimit()
+        && remaining > 0
+        && remaining <= (*ts).recursion_limit
+        && (*ts).recursion_headroom == 0)
+}
+
 /// The thread state's eval-frame function, as `_PyInterpreterState_GetEvalFrameFunc` returns it
 /// (`_PyEval_EvalFrameDefault` when none was set).
 ///
@@ -372,6 +551,8 @@ pub fn cast_frame(frame: *mut ffi::_PyInterpreterFrame) -> *mut InterpreterFrame
 const _: () = {
     assert!(std::mem::offset_of!(InterpreterFrame, previous) == 48);
     assert!(std::mem::offset_of!(InterpreterFrame, owner) == 69);
+    assert!(std::mem::offset_of!(ThreadStateHead, recursion_remaining) == 32);
+    assert!(std::mem::offset_of!(ThreadStateHead, recursion_headroom) == 40);
     assert!(std::mem::offset_of!(ThreadStateHead, cframe) == 56);
     assert!(std::mem::offset_of!(ThreadStateHead, c_tracefunc) == 72);
     assert!(std::mem::offset_of!(ThreadStateHead, c_traceobj) == 88);

@@ -98,6 +98,30 @@ pub fn record_with_python(
     drop(released);
 }
 
+/// Hands `event` to the record sinks among the consumers `ids`, with no frame object: the
+/// 3.11 route records calls and returns in the frame-evaluation function (see
+/// `frame_record`). Returns the sinks that need Python to record it (for
+/// [`record_with_python`]); callback consumers among `ids` get nothing.
+pub fn record(
+    py: Python<'_>,
+    ids: &[u64],
+    event: TraceEvent,
+    occurrence: &Occurrence<'_, '_>,
+) -> Vec<(u64, Missing)> {
+    let thread = current_thread_ident();
+    let mut needs_python = Vec::new();
+    for &id in ids {
+        let step = with_consumer(py, id, |consumer| match consumer.sink {
+            Sink::Record(_) => action(py, consumer, event, 0, thread, Some(occurrence)),
+            Sink::Callback(_) => Action::Skip,
+        });
+        if let Some(Action::Record(missing)) = step {
+            needs_python.push((id, missing));
+        }
+    }
+    needs_python
+}
+
 /// Delivers `event` of `site.frame` to the consumers `ids`, in that order. The first error
 /// of a callback stops the delivery and is returned (it propagates into the traced code, as
 /// under `sys.settrace`); that consumer is switched off on this thread.

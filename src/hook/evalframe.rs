@@ -36,6 +36,7 @@ use crate::hook::backend::NotStarted;
 use crate::hook::consumer::{self, with_consumers, Consumer, Sink};
 use crate::hook::decision::{code_names, depth_scope, library_environment, thread_consumers};
 use crate::hook::delivery::{self, EventFrame};
+use crate::hook::frame_record::{self, served_at_entry_and_exit, Entry};
 use crate::hook::legacy::never_unwind;
 use crate::hook::record_sink::{now_ns, record_kind, LineSource, Occurrence};
 use crate::protocol::TraceEvent;
@@ -54,6 +55,9 @@ static CODE_EXTRA_INDEX: AtomicIsize = AtomicIsize::new(-1);
 static CODE_EXTRA_DIRECT: AtomicBool = AtomicBool::new(false);
 /// The eval-frame function ferrotrace's hook calls through to (0: `_PyEval_EvalFrameDefault`).
 static PREVIOUS_EVAL: AtomicUsize = AtomicUsize::new(0);
+/// Whether frames wanted only by recorders of calls and returns are recorded by the eval-frame
+/// function itself (see `frame_record`); off only to compare with the trace hook's route.
+static RECORD_AT_ENTRY: AtomicBool = AtomicBool::new(true);
 
 struct Engine {
     /// Whether ferrotrace's eval-frame function is installed.
@@ -105,6 +109,8 @@ struct ThreadTracing {
 }
 
 thread_local! {
+    /// Frames recorded at their entry on this thread (a testing aid).
+    static RECORDED_AT_ENTRY: Cell<u64> = const { Cell::new(0) };
     static THREAD: ThreadTracing = const {
         ThreadTracing {
             chained: Cell::new(None),
@@ -389,6 +395,9 @@ struct Switched {
     caller_traced: bool,
     /// Whether this frame was pushed on the thread's traced frames.
     pushed: bool,
+    /// The record sinks that recorded the frame's call at its entry, with no trace hook: its
+    /// exit goes to them too.
+    recorded: Option<Vec<u64>>,
 }
 
 /// The frame-evaluation function. Never unwinds into CPython.
@@ -432,7 +441,7 @@ unsafe fn eval_frame_decided(
     }
     // SAFETY: the caller's guarantees are passed on.
     let switched = panic::catch_unwind(AssertUnwindSafe(|| unsafe {
-        begin_frame(tstate, iframe, caller_traced)
+        begin_frame(tstate, iframe, throwflag, caller_traced)
     }))
     .unwrap_or(None);
     let result = previous_eval()(tstate, frame, throwflag);
@@ -450,7 +459,7 @@ unsafe fn eval_frame_decided(
 ///
 /// # Safety
 /// The GIL is held.
-unsafe fn with_error_aside<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) unsafe fn with_error_aside<R>(f: impl FnOnce() -> R) -> R {
     let (mut kind, mut value, mut traceback) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
     ffi::PyErr_Fetch(&mut kind, &mut value, &mut traceback);
     let result = f();
@@ -464,6 +473,7 @@ unsafe fn with_error_aside<R>(f: impl FnOnce() -> R) -> R {
 unsafe fn begin_frame(
     tstate: *mut ffi::PyThreadState,
     frame: *mut InterpreterFrame,
+    throwflag: c_int,
     caller_traced: bool,
 ) -> Option<Switched> {
     let py = Python::assume_attached();
@@ -478,28 +488,39 @@ unsafe fn begin_frame(
         with_error_aside(|| frame_consumers(py, tstate, frame).unwrap_or_default())
     };
     if consumers.is_empty() {
-        if !caller_traced {
-            return None;
-        }
-        // Below a traced frame: run untraced, with whatever hook the other tool has.
-        let chained = THREAD.try_with(|t| t.chained.get()).ok().flatten();
-        interpreter::set_trace_hook(tstate, chained);
-        return Some(Switched {
-            caller_traced,
-            pushed: false,
-        });
+        return run_untraced(tstate, caller_traced, None);
     }
-    let (records, wanted) = with_consumers(py, |all| {
+    let (records, wanted, entry_and_exit) = with_consumers(py, |all| {
         all.iter().filter(|c| consumers.contains(&c.id)).fold(
-            (false, EventMask::empty()),
-            |(records, wanted), c| {
+            (false, EventMask::empty(), true),
+            |(records, wanted, entry_and_exit), c| {
                 (
                     records || matches!(c.sink, Sink::Record(_)),
                     wanted.union(c.filter.events()),
+                    entry_and_exit && served_at_entry_and_exit(c),
                 )
             },
         )
     });
+    if entry_and_exit && RECORD_AT_ENTRY.load(Ordering::Relaxed) {
+        // Unless another tool's trace function needs the eval loop's events of this frame.
+        let other_tool = if caller_traced {
+            THREAD.try_with(|t| t.chained.get()).ok().flatten()
+        } else {
+            interpreter::trace_hook(tstate)
+        };
+        if other_tool.is_none() {
+            match frame_record::entry(tstate, frame, throwflag) {
+                Entry::Call(offset) => {
+                    frame_record::record_call(py, &consumers, frame, offset);
+                    let _ = RECORDED_AT_ENTRY.try_with(|count| count.set(count.get() + 1));
+                    return run_untraced(tstate, caller_traced, Some(consumers));
+                }
+                Entry::Silent => return run_untraced(tstate, caller_traced, None),
+                Entry::Unknown => {}
+            }
+        }
+    }
     let current = interpreter::trace_hook(tstate);
     let pushed = THREAD
         .try_with(|thread| {
@@ -522,6 +543,28 @@ unsafe fn begin_frame(
     Some(Switched {
         caller_traced,
         pushed: true,
+        recorded: None,
+    })
+}
+
+/// Runs a frame with no trace hook of ferrotrace's (whatever hook the other tool has), the
+/// record sinks `recorded` getting its exit; None when nothing is to be done at its end.
+unsafe fn run_untraced(
+    tstate: *mut ffi::PyThreadState,
+    caller_traced: bool,
+    recorded: Option<Vec<u64>>,
+) -> Option<Switched> {
+    if caller_traced {
+        // Below a traced frame: the other tool's hook, if any, for this frame.
+        let chained = THREAD.try_with(|t| t.chained.get()).ok().flatten();
+        interpreter::set_trace_hook(tstate, chained);
+    } else if recorded.is_none() {
+        return None;
+    }
+    Some(Switched {
+        caller_traced,
+        pushed: false,
+        recorded,
     })
 }
 
@@ -558,6 +601,13 @@ unsafe fn end_frame(
     switched: Switched,
     result: *mut ffi::PyObject,
 ) {
+    if let Some(consumers) = &switched.recorded {
+        frame_record::record_exit(Python::assume_attached(), consumers, frame, result);
+        if !switched.caller_traced {
+            // Nothing was switched for this frame.
+            return;
+        }
+    }
     if switched.pushed {
         let popped = THREAD
             .try_with(|thread| {
@@ -842,8 +892,32 @@ pub fn _set_other_eval_frame_hook(on: bool) -> u64 {
     OTHER_TOOL_FRAMES.load(Ordering::Relaxed)
 }
 
+/// _record_at_frame_entry(on, /)
+/// --
+///
+/// Whether frames wanted only by recorders of calls and returns are recorded by the
+/// frame-evaluation function itself (on=True, the default) or through the trace hook like
+/// other frames (on=False, to compare the two); returns the previous setting (a testing aid).
+#[pyfunction]
+#[pyo3(signature = (on, /))]
+pub fn _record_at_frame_entry(on: bool) -> bool {
+    RECORD_AT_ENTRY.swap(on, Ordering::Relaxed)
+}
+
+/// _frames_recorded_at_entry()
+/// --
+///
+/// How many frames the frame-evaluation function has recorded itself on the calling thread (a
+/// testing aid).
+#[pyfunction]
+pub fn _frames_recorded_at_entry() -> u64 {
+    RECORDED_AT_ENTRY.try_with(Cell::get).unwrap_or(0)
+}
+
 pub fn register(module: &Bound<'_, pyo3::types::PyModule>) -> PyResult<()> {
+    module.add_function(wrap_pyfunction!(_frames_recorded_at_entry, module)?)?;
     module.add_function(wrap_pyfunction!(_eval_frame_hook, module)?)?;
+    module.add_function(wrap_pyfunction!(_record_at_frame_entry, module)?)?;
     module.add_function(wrap_pyfunction!(_set_other_eval_frame_hook, module)?)?;
     Ok(())
 }

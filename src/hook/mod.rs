@@ -6,7 +6,8 @@
 //! code they want, and how one event reaches them.
 //! `monitoring` (3.12+): ferrotrace's own `sys.monitoring` tool, for filtered tracers.
 //! `evalframe` (3.11): the PEP 523 frame-evaluation hook, which switches a C trace hook on
-//! only while a frame some filtered tracer wants runs.
+//! only while a frame some filtered tracer wants runs; `frame_record`: the frames it records
+//! itself, with no trace hook (recorders of calls and returns).
 //! `backend`: which of the two runs the consumers on this interpreter.
 //! `record_sink`: the consumer that records events natively, for every backend; `clock`:
 //! its timestamps.
@@ -23,6 +24,8 @@ pub mod delivery;
 pub mod evalframe;
 #[cfg(Py_3_12)]
 pub mod fastcall;
+#[cfg(all(Py_3_11, not(Py_3_12)))]
+pub mod frame_record;
 pub mod legacy;
 #[cfg(Py_3_12)]
 pub mod monitoring;

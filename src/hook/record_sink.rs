@@ -62,6 +62,10 @@ pub enum LineSource {
     Offset(i64),
     /// The current line of this live frame, as `frame.f_lineno` shows it to a trace function.
     Frame(*mut ffi::PyFrameObject),
+    /// The instruction at this byte offset of the code, by the code's line table alone (0 for
+    /// an instruction without a line): where a 3.11 frame starts, resumes or exits, seen from
+    /// the frame-evaluation function, where the frame is not the running one.
+    Instruction(i64),
 }
 
 /// One legacy event as a backend sees it.
@@ -103,6 +107,11 @@ impl Occurrence<'_, '_> {
             },
             // SAFETY: the backend passes the live frame the event is about.
             LineSource::Frame(frame) => unsafe { ffi::PyFrame_GetLineNumber(frame) },
+            // SAFETY: `code` is a live code object and the GIL is held.
+            LineSource::Instruction(offset) => unsafe {
+                let offset = std::ffi::c_int::try_from(offset).unwrap_or(-1);
+                ffi::PyCode_Addr2Line(self.code.as_ptr().cast(), offset)
+            },
         };
         u32::try_from(raw).unwrap_or(0)
     }
@@ -332,14 +341,16 @@ fn line_of(
     match occurrence.kind {
         EventKind::Return | EventKind::Unwind | EventKind::Exception if !exit_lines => 0,
         EventKind::Call => match (occurrence.line, known) {
-            (LineSource::Offset(offset), Some(known)) => match known.call_site {
-                Some((at, line)) if at == offset => line,
-                _ => {
-                    let line = call_line(occurrence, table, function);
-                    known.call_site = Some((offset, line));
-                    line
+            (LineSource::Offset(offset) | LineSource::Instruction(offset), Some(known)) => {
+                match known.call_site {
+                    Some((at, line)) if at == offset => line,
+                    _ => {
+                        let line = call_line(occurrence, table, function);
+                        known.call_site = Some((offset, line));
+                        line
+                    }
                 }
-            },
+            }
             _ => call_line(occurrence, table, function),
         },
         _ => occurrence.resolve_line(),
