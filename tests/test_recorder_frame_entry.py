@@ -213,7 +213,7 @@ def parse_text(text: str) -> dict[str, list[tuple[str, ...]]]:
 def record(tmp_path: Path, *, at_entry: bool, **kwargs) -> tuple[dict, int]:
     """The program's events as a call/return recorder records them, on the frame-evaluation
     route or (``at_entry=False``) through the trace hook; and how many frames were recorded at
-    their entry on this thread."""
+    their entry (on every thread)."""
     recursion = kwargs.pop("recursion", True)
     previous = _native._record_at_frame_entry(at_entry)
     before = _native._frames_recorded_at_entry()

@@ -22,7 +22,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, AtomicUsize, Ordering};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
@@ -48,6 +48,10 @@ use crate::record::EventKind;
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 /// Whether some consumer has a `depth` (frames its filter rejects may then be in scope).
 static ANY_DEPTH: AtomicBool = AtomicBool::new(false);
+/// Whether every consumer is a recorder of calls and returns on every thread, with no `depth`
+/// (`ferrotrace trace --format perfetto`): then a wanted frame's consumers are those its code
+/// matches, all served at the frame's entry and exit (see [`record_frame`]).
+static ONLY_CALL_RECORDERS: AtomicBool = AtomicBool::new(false);
 /// ferrotrace's `co_extra` index, requested once per process (-1: not yet).
 static CODE_EXTRA_INDEX: AtomicIsize = AtomicIsize::new(-1);
 /// Whether the hot path may read the slot directly (checked when the index is requested)
@@ -58,6 +62,12 @@ static PREVIOUS_EVAL: AtomicUsize = AtomicUsize::new(0);
 /// Whether frames wanted only by recorders of calls and returns are recorded by the eval-frame
 /// function itself (see `frame_record`); off only to compare with the trace hook's route.
 static RECORD_AT_ENTRY: AtomicBool = AtomicBool::new(true);
+/// Frames recorded at their entry (a testing aid).
+static RECORDED_AT_ENTRY: AtomicU64 = AtomicU64::new(0);
+
+fn count_recorded_at_entry() {
+    RECORDED_AT_ENTRY.fetch_add(1, Ordering::Relaxed);
+}
 
 struct Engine {
     /// Whether ferrotrace's eval-frame function is installed.
@@ -65,7 +75,7 @@ struct Engine {
     environment: Option<Environment>,
     /// Code objects some consumer wants, with those consumers (the reference keeps the
     /// address from being reused while the entry lives).
-    wanted: AddrMap<usize, (Py<PyAny>, Vec<u64>)>,
+    wanted: AddrMap<usize, (Py<PyAny>, Arc<[u64]>)>,
 }
 
 /// Only touched with the GIL held, never across a call into Python (see `consumer`).
@@ -109,8 +119,6 @@ struct ThreadTracing {
 }
 
 thread_local! {
-    /// Frames recorded at their entry on this thread (a testing aid).
-    static RECORDED_AT_ENTRY: Cell<u64> = const { Cell::new(0) };
     static THREAD: ThreadTracing = const {
         ThreadTracing {
             chained: Cell::new(None),
@@ -203,13 +211,20 @@ pub fn remove_consumer(py: Python<'_>, id: u64) -> PyResult<Option<Consumer>> {
 
 /// New decisions for the new set of consumers.
 fn consumers_changed(py: Python<'_>) {
-    let (any, any_depth) = with_consumers(py, |consumers| {
+    let (any, any_depth, only_call_recorders) = with_consumers(py, |consumers| {
         (
             !consumers.is_empty(),
             consumers.iter().any(|c| c.filter.depth() > 0),
+            consumers.iter().all(|c| {
+                served_at_entry_and_exit(c)
+                    && c.traces_every_thread()
+                    && c.filter.spec().threads.is_empty()
+                    && c.filter.depth() == 0
+            }),
         )
     });
     ANY_DEPTH.store(any_depth, Ordering::Relaxed);
+    ONLY_CALL_RECORDERS.store(only_call_recorders, Ordering::Relaxed);
     let generation = if any { cache::next_generation() } else { 0 };
     GENERATION.store(generation, Ordering::Relaxed);
     let stale = with_engine(py, |engine| std::mem::take(&mut engine.wanted));
@@ -315,7 +330,7 @@ unsafe fn matching_consumers(py: Python<'_>, frame: *const InterpreterFrame) -> 
         Some(false) => return Ok(Vec::new()),
         Some(true) => {
             let key = code as usize;
-            if let Some(ids) = with_engine(py, |e| e.wanted.get(&key).map(|w| w.1.clone())) {
+            if let Some(ids) = with_engine(py, |e| e.wanted.get(&key).map(|w| w.1.to_vec())) {
                 return Ok(ids);
             }
         }
@@ -345,7 +360,7 @@ unsafe fn matching_consumers(py: Python<'_>, frame: *const InterpreterFrame) -> 
         let replaced = with_engine(py, |engine| {
             engine
                 .wanted
-                .insert(code as usize, (code_object.unbind(), ids.clone()))
+                .insert(code as usize, (code_object.unbind(), ids.as_slice().into()))
         });
         drop(replaced);
     }
@@ -439,6 +454,15 @@ unsafe fn eval_frame_decided(
         // Code run by a trace or profile function is never traced.
         return previous_eval()(tstate, frame, throwflag);
     }
+    if !caller_traced
+        && ONLY_CALL_RECORDERS.load(Ordering::Relaxed)
+        && RECORD_AT_ENTRY.load(Ordering::Relaxed)
+        && interpreter::trace_hook(tstate).is_none()
+    {
+        if let Some(result) = record_frame(tstate, iframe, throwflag) {
+            return result;
+        }
+    }
     // SAFETY: the caller's guarantees are passed on.
     let switched = panic::catch_unwind(AssertUnwindSafe(|| unsafe {
         begin_frame(tstate, iframe, throwflag, caller_traced)
@@ -452,6 +476,44 @@ unsafe fn eval_frame_decided(
         }));
     }
     result
+}
+
+/// The common case of `ferrotrace trace` in one piece: every consumer is a recorder of calls
+/// and returns on every thread, the thread has no trace hook, and the frame's code was decided
+/// before. Records the frame's call, evaluates it and records its exit; None (nothing done)
+/// when the case is another.
+///
+/// # Safety
+/// As for [`eval_frame`].
+unsafe fn record_frame(
+    tstate: *mut ffi::PyThreadState,
+    frame: *mut InterpreterFrame,
+    throwflag: c_int,
+) -> Option<*mut ffi::PyObject> {
+    let py = Python::assume_attached();
+    let code = interpreter::code(frame);
+    if cached_decision(code, GENERATION.load(Ordering::Relaxed)) != Some(true) {
+        return None;
+    }
+    let consumers = with_engine(py, |e| e.wanted.get(&(code as usize)).map(|w| w.1.clone()))?;
+    let raw_frame = frame.cast::<ffi::_PyInterpreterFrame>();
+    match frame_record::entry(tstate, frame, throwflag) {
+        Entry::Call(offset) => {
+            // SAFETY (both): the caller's guarantees are passed on; the frame is alive until
+            // its owner clears it after we return.
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| unsafe {
+                frame_record::record_call(py, &consumers, frame, offset)
+            }));
+            count_recorded_at_entry();
+            let result = previous_eval()(tstate, raw_frame, throwflag);
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| unsafe {
+                frame_record::record_exit(py, &consumers, frame, result)
+            }));
+            Some(result)
+        }
+        Entry::Silent => Some(previous_eval()(tstate, raw_frame, throwflag)),
+        Entry::Unknown => None,
+    }
 }
 
 /// Runs `f` with the thread's error indicator saved and restored around it (an error `f`
@@ -513,7 +575,7 @@ unsafe fn begin_frame(
             match frame_record::entry(tstate, frame, throwflag) {
                 Entry::Call(offset) => {
                     frame_record::record_call(py, &consumers, frame, offset);
-                    let _ = RECORDED_AT_ENTRY.try_with(|count| count.set(count.get() + 1));
+                    count_recorded_at_entry();
                     return run_untraced(tstate, caller_traced, Some(consumers));
                 }
                 Entry::Silent => return run_untraced(tstate, caller_traced, None),
@@ -907,11 +969,11 @@ pub fn _record_at_frame_entry(on: bool) -> bool {
 /// _frames_recorded_at_entry()
 /// --
 ///
-/// How many frames the frame-evaluation function has recorded itself on the calling thread (a
+/// How many frames the frame-evaluation function has recorded itself, on every thread (a
 /// testing aid).
 #[pyfunction]
 pub fn _frames_recorded_at_entry() -> u64 {
-    RECORDED_AT_ENTRY.try_with(Cell::get).unwrap_or(0)
+    RECORDED_AT_ENTRY.load(Ordering::Relaxed)
 }
 
 pub fn register(module: &Bound<'_, pyo3::types::PyModule>) -> PyResult<()> {
