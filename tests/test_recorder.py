@@ -472,3 +472,88 @@ def test_a_tracer_started_beside_a_call_recorder_sees_exceptions(tmp_path: Path)
     slices = [e for e in chrome_events(recorder, tmp_path) if e["ph"] == "X"]
     assert Counter(e["name"] for e in slices) == {"catches": 3, "failing": 3}
     assert all(e["args"]["exception"] == "ValueError" for e in slices if e["name"] == "failing")
+
+
+def two_yields():
+    yield 1
+    yield 2
+
+
+def settrace_call_lines(function) -> list[int]:
+    """The lines `sys.settrace` gives the call events of `function`'s frames (one per start
+    or resumption) while the generator is consumed twice."""
+    lines: list[int] = []
+
+    def tracer(frame, event, arg):
+        if event == "call" and frame.f_code is function.__code__:
+            lines.append(frame.f_lineno)
+        return None
+
+    sys.settrace(tracer)
+    try:
+        list(function())
+        list(function())
+    finally:
+        sys.settrace(None)
+    return lines
+
+
+def test_resumed_generators_keep_the_line_of_each_resumption(tmp_path: Path) -> None:
+    """A generator resumes at several offsets; each call event keeps its own line (the line
+    of a call is cached per code object and offset)."""
+    expected = settrace_call_lines(two_yields)
+    assert len(expected) == 2 * 3 and len(set(expected)) == 3
+    recorder = ferrotrace.Recorder(functions=["two_yields"], exit_lines=False)
+    with recorder:
+        list(two_yields())
+        list(two_yields())
+    slices = [e for e in chrome_events(recorder, tmp_path) if e["ph"] == "X"]
+    assert [e["args"]["line"] for e in slices] == expected
+
+
+def test_two_recorders_each_keep_their_calls(tmp_path: Path) -> None:
+    """Two recorders of the same code, with different event sets, both take every event."""
+    everything = ferrotrace.Recorder(files=[THIS_FILE], events="call,return", exit_lines=False)
+    calls_only = ferrotrace.Recorder(functions=["fib"], events="call", exit_lines=False)
+    everything.start()
+    calls_only.start()
+    try:
+        fib(8)
+        catches()
+        fib(8)
+    finally:
+        calls_only.stop()
+        everything.stop()
+    assert calls_only.call_count == calls_only.event_count == 2 * 67
+    assert everything.call_count == 2 * 67 + 2
+    assert everything.event_count == 2 * everything.call_count
+    slices = [e for e in chrome_events(everything, tmp_path) if e["ph"] == "X"]
+    assert Counter(e["name"] for e in slices) == {"fib": 2 * 67, "catches": 1, "failing": 1}
+    assert not any(e["args"].get("unfinished") for e in slices)
+    assert_properly_nested(slices)
+
+
+class Refused(Exception):
+    pass
+
+
+def refuses():
+    raise Refused
+
+
+def test_exception_names_stay_right_for_each_type(tmp_path: Path) -> None:
+    """Without reprs an exception is described by its type's name, kept per type: every
+    exception of each type is named, and a second type gets its own name."""
+    recorder = ferrotrace.Recorder(functions=["failing", "refuses"], exit_lines=False)
+    with recorder:
+        for _ in range(3):
+            for function in (failing, refuses):
+                try:
+                    function()
+                except Exception:
+                    pass
+    slices = [e for e in chrome_events(recorder, tmp_path) if e["ph"] == "X"]
+    assert [(e["name"], e["args"]["exception"]) for e in slices] == [
+        ("failing", "ValueError"),
+        ("refuses", "Refused"),
+    ] * 3

@@ -1,6 +1,7 @@
 //! `sys.monitoring` callbacks as plain `METH_FASTCALL` C functions, for the events every traced
-//! call pays (`PY_START`, `PY_RESUME`, `PY_RETURN`, `PY_YIELD`): CPython calls them with its
-//! argument vector, without the keyword-aware argument parsing of a `#[pyfunction]`. The
+//! call pays (`PY_START`, `PY_RESUME`, `PY_RETURN`, `PY_YIELD`) and `PY_UNWIND`: CPython calls
+//! them with its argument vector, without the keyword-aware argument parsing of a
+//! `#[pyfunction]`; a callback's fast path ([`try_fast`]) gets the arguments borrowed. The
 //! `extern "C"` entry points are the only code here that CPython calls directly; they never
 //! unwind into it (a panic becomes a Python exception).
 
@@ -12,10 +13,48 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
+use pyo3::Borrowed;
 
 /// What a callback does with `(code, offset[, value])`.
 pub type Body =
     fn(Python<'_>, &Bound<'_, PyAny>, i64, Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>>;
+
+/// A callback's fast path: `(code, offset)`, borrowed (no reference count changes); true
+/// when it handled the event, false to run the callback's general body.
+pub type FastPath = fn(Python<'_>, &Bound<'_, PyAny>, &Bound<'_, PyAny>) -> bool;
+
+/// Runs `fast` for a callback CPython called with `nargs` arguments at `args`: Some(result of
+/// the callback) if it handled the event (None returned, or a panic raised as an exception).
+///
+/// # Safety
+/// As [`dispatch`].
+#[inline]
+pub unsafe fn try_fast(
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    fast: FastPath,
+) -> Option<*mut ffi::PyObject> {
+    if nargs < 2 || args.is_null() {
+        return None;
+    }
+    // SAFETY: CPython holds the GIL while it calls a callback.
+    let py = unsafe { Python::assume_attached() };
+    // SAFETY: at least two borrowed, non-null references at `args`, alive for the call.
+    let (code, offset) = unsafe {
+        (
+            Borrowed::from_ptr(py, *args),
+            Borrowed::from_ptr(py, *args.add(1)),
+        )
+    };
+    match catch_unwind(AssertUnwindSafe(|| fast(py, &code, &offset))) {
+        Ok(true) => Some(py.None().into_ptr()),
+        Ok(false) => None,
+        Err(_) => {
+            PanicException::new_err("ferrotrace: panic in a sys.monitoring callback").restore(py);
+            Some(null_mut())
+        }
+    }
+}
 
 /// Runs `body` for a callback CPython called with `nargs` arguments at `args`.
 ///
@@ -35,15 +74,16 @@ pub unsafe fn dispatch(
                 "ferrotrace: a monitoring callback takes (code, offset[, value])",
             ));
         }
-        // SAFETY: `nargs` (2 or 3) borrowed references at `args`, alive for the call.
+        // SAFETY: `nargs` (2 or 3) borrowed, non-null references at `args`, alive for the
+        // call.
         let (code, offset, value) = unsafe {
             (
-                Bound::from_borrowed_ptr(py, *args),
-                Bound::from_borrowed_ptr(py, *args.add(1)),
-                (nargs == 3).then(|| Bound::from_borrowed_ptr(py, *args.add(2))),
+                Borrowed::from_ptr(py, *args),
+                Borrowed::from_ptr(py, *args.add(1)),
+                (nargs == 3).then(|| Borrowed::from_ptr(py, *args.add(2))),
             )
         };
-        body(py, &code, offset.extract()?, value.as_ref())
+        body(py, &code, offset.extract()?, value.as_deref())
     }));
     let error = match outcome {
         Ok(Ok(result)) => return result.into_ptr(),

@@ -26,9 +26,11 @@ use crate::hook::decision::{
 };
 use crate::hook::delivery::{self, EventFrame};
 use crate::hook::fastcall;
-use crate::hook::record_sink::{now_ns, record_kind, LineSource, Missing, Occurrence};
+use crate::hook::record_sink::{
+    now_ns, record_kind, CallLines, LineSource, Missing, Occurrence, RecordSink,
+};
 use crate::protocol::TraceEvent;
-use crate::record::EventKind;
+use crate::record::{EventKind, FunctionId};
 
 // `sys.monitoring.events` bits (stable since 3.12).
 const PY_START: u32 = 1;
@@ -56,9 +58,52 @@ const LOCAL_EVENTS: u32 = PY_RESUME | PY_RETURN | PY_YIELD | LINE | JUMP | STOP_
 struct CodeEntry {
     /// Keeps the address from being reused by another code object while the entry lives.
     _code: Py<PyAny>,
-    /// Which consumers (by index in `consumers`) want this code.
+    /// Which consumers (by id) want this code.
     wanted_by: Vec<u64>,
     local_events: u32,
+    /// What the recording fast path knows of the consumers that want this code.
+    recorders: Recorders,
+}
+
+/// The recording fast path's view of one code object (see [`record_cached`]): found once per
+/// code object and registry generation instead of per event.
+enum Recorders {
+    /// Not looked at yet in this generation, or a sink had not seen the code yet.
+    Unknown,
+    /// Some consumer of this generation is not a plain recorder: the general path.
+    General { generation: u64 },
+    /// Every consumer is a recorder without `depth` or thread-name filter, and each one that
+    /// wants this code has seen it.
+    Plain {
+        generation: u64,
+        targets: Vec<RecordTarget>,
+        call_lines: CallLines,
+    },
+}
+
+/// A recorder that wants the code: where it is in the registry, the code's function id in its
+/// sink, and what it does with each event the fast path takes.
+struct RecordTarget {
+    index: usize,
+    id: u64,
+    /// The sink's serial when `function` was read (the ids change with it).
+    serial: u64,
+    function: FunctionId,
+    /// The only thread it records (a recorder started without `all_threads`).
+    thread: Option<u64>,
+    on_call: Step,
+    on_return: Step,
+}
+
+/// What a recorder does with an event on the fast path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Records it: no detail, and the line is the call's or none.
+    Record,
+    /// Its filter leaves the event out.
+    Skip,
+    /// It needs the general path (a repr or an exit line).
+    General,
 }
 
 struct Engine {
@@ -220,8 +265,9 @@ fn claim_tool(py: Python<'_>) -> PyResult<u8> {
     ))
 }
 
-/// The callbacks of the events every traced call pays, as `METH_FASTCALL` functions (made once).
-static FAST_CALLBACKS: OnceLock<[Py<PyAny>; 3]> = OnceLock::new();
+/// The callbacks of the events every traced call pays, and of `PY_UNWIND`, as `METH_FASTCALL`
+/// functions (made once).
+static FAST_CALLBACKS: OnceLock<[Py<PyAny>; 4]> = OnceLock::new();
 
 unsafe extern "C" fn fast_on_start(
     _module: *mut ffi::PyObject,
@@ -230,6 +276,11 @@ unsafe extern "C" fn fast_on_start(
 ) -> *mut ffi::PyObject {
     // SAFETY: called by CPython as a METH_FASTCALL function.
     unsafe {
+        if let Some(result) = fastcall::try_fast(args, nargs, |py, code, offset| {
+            record_cached(py, code, EventKind::Call, offset)
+        }) {
+            return result;
+        }
         fastcall::dispatch(args, nargs, |py, code, offset, _| {
             on_start(py, code, offset)
         })
@@ -242,7 +293,12 @@ unsafe extern "C" fn fast_on_return(
     nargs: ffi::Py_ssize_t,
 ) -> *mut ffi::PyObject {
     // SAFETY: called by CPython as a METH_FASTCALL function.
-    unsafe { fastcall::dispatch(args, nargs, |py, c, o, v| frame_exit(py, c, o, v, true)) }
+    unsafe {
+        if let Some(result) = fastcall::try_fast(args, nargs, record_cached_return) {
+            return result;
+        }
+        fastcall::dispatch(args, nargs, |py, c, o, v| frame_exit(py, c, o, v, true))
+    }
 }
 
 unsafe extern "C" fn fast_on_yield(
@@ -251,7 +307,22 @@ unsafe extern "C" fn fast_on_yield(
     nargs: ffi::Py_ssize_t,
 ) -> *mut ffi::PyObject {
     // SAFETY: called by CPython as a METH_FASTCALL function.
-    unsafe { fastcall::dispatch(args, nargs, |py, c, o, v| frame_exit(py, c, o, v, false)) }
+    unsafe {
+        if let Some(result) = fastcall::try_fast(args, nargs, record_cached_return) {
+            return result;
+        }
+        fastcall::dispatch(args, nargs, |py, c, o, v| frame_exit(py, c, o, v, false))
+    }
+}
+
+/// `PY_RETURN` and `PY_YIELD` on the recording fast path (a recorder keeps no value and, for
+/// `record_cached`'s recorders, forgets no frame: that is for local trace functions).
+fn record_cached_return(
+    py: Python<'_>,
+    code: &Bound<'_, PyAny>,
+    offset: &Bound<'_, PyAny>,
+) -> bool {
+    record_cached(py, code, EventKind::Return, offset)
 }
 
 /// `PY_RETURN` (`final_exit`) or `PY_YIELD`: a legacy `return` with the value.
@@ -276,7 +347,7 @@ fn frame_exit(
     Ok(py.None())
 }
 
-fn fast_callbacks(py: Python<'_>) -> PyResult<&'static [Py<PyAny>; 3]> {
+fn fast_callbacks(py: Python<'_>) -> PyResult<&'static [Py<PyAny>; 4]> {
     if let Some(made) = FAST_CALLBACKS.get() {
         return Ok(made);
     }
@@ -284,24 +355,25 @@ fn fast_callbacks(py: Python<'_>) -> PyResult<&'static [Py<PyAny>; 3]> {
         fastcall::function(py, c"_on_start", fast_on_start)?.unbind(),
         fastcall::function(py, c"_on_return", fast_on_return)?.unbind(),
         fastcall::function(py, c"_on_yield", fast_on_yield)?.unbind(),
+        fastcall::function(py, c"_on_unwind", fast_on_unwind)?.unbind(),
     ];
     Ok(FAST_CALLBACKS.get_or_init(|| made))
 }
 
 fn register_callbacks(py: Python<'_>, module: &Bound<'_, PyModule>, tool: u8) -> PyResult<()> {
     let mon = monitoring(py)?;
-    let [start, ret, yielded] = fast_callbacks(py)?;
+    let [start, ret, yielded, unwind] = fast_callbacks(py)?;
     for (event, callback) in [
         (PY_START, start),
         (PY_RESUME, start),
         (PY_RETURN, ret),
         (PY_YIELD, yielded),
+        (PY_UNWIND, unwind),
     ] {
         mon.call_method1("register_callback", (tool, event, callback.bind(py)))?;
     }
-    let pairs: [(u32, &str); 7] = [
+    let pairs: [(u32, &str); 6] = [
         (PY_THROW, "_on_throw"),
-        (PY_UNWIND, "_on_unwind"),
         (RAISE, "_on_raise"),
         (STOP_ITERATION, "_on_raise"),
         (LINE, "_on_line"),
@@ -406,6 +478,7 @@ fn wanted_by(
                 _code: code.clone().unbind(),
                 wanted_by: ids.clone(),
                 local_events: 0,
+                recorders: Recorders::Unknown,
             },
         )
     });
@@ -609,6 +682,253 @@ fn record_fast(
     handled
 }
 
+/// Whether `consumer` can take its events through [`record_cached`]: a recorder without
+/// `depth` or thread-name filter (a `depth` scopes frames per call; a thread name is looked up
+/// per thread) that has not been switched off on a thread.
+fn is_plain_recorder(consumer: &Consumer) -> bool {
+    matches!(consumer.sink, Sink::Record(_))
+        && consumer.filter.depth() == 0
+        && consumer.filter.spec().threads.is_empty()
+        && consumer.failed_threads.is_empty()
+}
+
+/// Finds the recorders of this generation that want the code of `entry` (see [`Recorders`]).
+fn find_recorders(entry: &CodeEntry, code: &Bound<'_, PyAny>, consumers: &[Consumer]) -> Recorders {
+    let generation = consumer::registry_generation();
+    if entry.wanted_by.is_empty() || !consumers.iter().all(is_plain_recorder) {
+        return Recorders::General { generation };
+    }
+    let mut targets = Vec::with_capacity(entry.wanted_by.len());
+    for &id in &entry.wanted_by {
+        let Some(index) = consumers.iter().position(|c| c.id == id) else {
+            return Recorders::General { generation };
+        };
+        let consumer = &consumers[index];
+        let Sink::Record(sink) = &consumer.sink else {
+            return Recorders::General { generation };
+        };
+        let Some(function) = sink.function_of(code) else {
+            return Recorders::Unknown;
+        };
+        let events = consumer.filter.events();
+        let step = |event: TraceEvent, kind: EventKind| match events.contains(event) {
+            false => Step::Skip,
+            true if sink.records_plainly(kind) => Step::Record,
+            true => Step::General,
+        };
+        targets.push(RecordTarget {
+            index,
+            id,
+            serial: sink.serial(),
+            function,
+            thread: consumer.thread,
+            on_call: step(TraceEvent::Call, EventKind::Call),
+            on_return: step(TraceEvent::Return, EventKind::Return),
+        });
+    }
+    Recorders::Plain {
+        generation,
+        targets,
+        call_lines: CallLines::default(),
+    }
+}
+
+/// The recording fast path of `PY_START`/`PY_RESUME` (`kind` `Call`) and `PY_RETURN`/`PY_YIELD`
+/// (`Return`): once every recorder that wants `code` has seen it (see [`Recorders`]), an event
+/// is one lookup of the code and a push into each recorder's thread buffer, with the call's
+/// line cached per start offset. False (nothing recorded) when the general path must take it.
+fn record_cached(
+    py: Python<'_>,
+    code: &Bound<'_, PyAny>,
+    kind: EventKind,
+    offset: &Bound<'_, PyAny>,
+) -> bool {
+    let key = code.as_ptr() as usize;
+    with_engine(py, |engine| {
+        let Some(entry) = engine.codes.get_mut(&key) else {
+            return false;
+        };
+        with_consumers(py, |consumers| {
+            let generation = consumer::registry_generation();
+            let current = match &entry.recorders {
+                Recorders::Unknown => false,
+                Recorders::General { generation: at } | Recorders::Plain { generation: at, .. } => {
+                    *at == generation
+                }
+            };
+            if !current {
+                entry.recorders = find_recorders(entry, code, consumers);
+            }
+            let Recorders::Plain {
+                targets,
+                call_lines,
+                ..
+            } = &mut entry.recorders
+            else {
+                return false;
+            };
+            let event = Cached { code, kind, offset };
+            match targets.as_slice() {
+                [one] => record_to_one(py, one, call_lines, consumers, &event),
+                several => record_to_several(py, several, call_lines, consumers, &event),
+            }
+        })
+    })
+}
+
+/// An event on the fast path.
+struct Cached<'a, 'py> {
+    code: &'a Bound<'py, PyAny>,
+    /// `Call` or `Return`.
+    kind: EventKind,
+    /// The instruction offset, as sys.monitoring passed it.
+    offset: &'a Bound<'py, PyAny>,
+}
+
+impl Cached<'_, '_> {
+    fn step(&self, target: &RecordTarget) -> Step {
+        match self.kind {
+            EventKind::Call => target.on_call,
+            _ => target.on_return,
+        }
+    }
+
+    /// The line of a call, cached per start offset (looked up by `sink` the first time). None
+    /// if the offset is not an int.
+    fn call_line(
+        &self,
+        py: Python<'_>,
+        call_lines: &mut CallLines,
+        sink: &RecordSink,
+        function: FunctionId,
+    ) -> Option<u32> {
+        // SAFETY: the GIL is held; any object is accepted.
+        let offset = unsafe { ffi::PyLong_AsLong(self.offset.as_ptr()) };
+        if offset == -1 && PyErr::occurred(py) {
+            // Not an offset after all: the general path reports it.
+            drop(PyErr::fetch(py));
+            return None;
+        }
+        Some(match call_lines.get(offset) {
+            Some(line) => line,
+            None => {
+                let line = sink.call_line_at(self.code, offset, function);
+                call_lines.insert(offset, line);
+                line
+            }
+        })
+    }
+}
+
+/// The recorder `target` if it is still the one found, with the same function ids.
+#[inline]
+fn target_sink<'c>(
+    consumers: &'c mut [Consumer],
+    target: &RecordTarget,
+) -> Option<&'c mut RecordSink> {
+    match consumers.get_mut(target.index) {
+        Some(Consumer {
+            id,
+            sink: Sink::Record(sink),
+            failed_threads,
+            ..
+        }) if *id == target.id && sink.serial() == target.serial && failed_threads.is_empty() => {
+            Some(sink)
+        }
+        _ => None,
+    }
+}
+
+/// Whether `target` records on the calling thread (`thread` caches its ident).
+fn on_its_thread(target: &RecordTarget, thread: &mut Option<u64>) -> bool {
+    target.thread.is_none_or(|only| {
+        // SAFETY: always safe to call.
+        only == *thread.get_or_insert_with(|| unsafe { ffi::PyThread_get_thread_ident() } as u64)
+    })
+}
+
+/// [`record_cached`] for the usual single recorder.
+#[inline]
+fn record_to_one(
+    py: Python<'_>,
+    target: &RecordTarget,
+    call_lines: &mut CallLines,
+    consumers: &mut [Consumer],
+    event: &Cached<'_, '_>,
+) -> bool {
+    match event.step(target) {
+        Step::Record => {}
+        Step::Skip => return true,
+        Step::General => return false,
+    }
+    if !on_its_thread(target, &mut None) {
+        return true;
+    }
+    let Some(sink) = target_sink(consumers, target) else {
+        return false;
+    };
+    // A return's line is not kept (`Step::Record`).
+    let line = match event.kind {
+        EventKind::Call => match event.call_line(py, call_lines, sink, target.function) {
+            Some(line) => line,
+            None => return false,
+        },
+        _ => 0,
+    };
+    // Nothing is recorded if the thread is new to the sink: the general path names it.
+    sink.push_known(event.kind, target.function, line, now_ns())
+}
+
+/// [`record_cached`] for several recorders: all of them record the event, or none does.
+fn record_to_several(
+    py: Python<'_>,
+    targets: &[RecordTarget],
+    call_lines: &mut CallLines,
+    consumers: &mut [Consumer],
+    event: &Cached<'_, '_>,
+) -> bool {
+    let mut thread = None;
+    let mut line = None;
+    for target in targets {
+        match event.step(target) {
+            Step::Record => {}
+            Step::Skip => continue,
+            Step::General => return false,
+        }
+        if !on_its_thread(target, &mut thread) {
+            continue;
+        }
+        let Some(sink) = target_sink(consumers, target) else {
+            return false;
+        };
+        if !sink.knows_current_thread() {
+            return false;
+        }
+        if line.is_none() {
+            line = match event.kind {
+                EventKind::Call => event.call_line(py, call_lines, sink, target.function),
+                _ => Some(0),
+            };
+            if line.is_none() {
+                return false;
+            }
+        }
+    }
+    let Some(line) = line else {
+        // No recorder takes the event.
+        return true;
+    };
+    let timestamp_ns = now_ns();
+    for target in targets {
+        if event.step(target) == Step::Record && on_its_thread(target, &mut thread) {
+            if let Some(sink) = target_sink(consumers, target) {
+                sink.push_known(event.kind, target.function, line, timestamp_ns);
+            }
+        }
+    }
+    true
+}
+
 /// Delivers one legacy event to every consumer that wants `code` on this thread.
 fn deliver(
     py: Python<'_>,
@@ -767,13 +1087,22 @@ pub fn _on_throw(
     )
 }
 
-#[pyfunction]
-pub fn _on_unwind(
+unsafe extern "C" fn fast_on_unwind(
+    _module: *mut ffi::PyObject,
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
+    // SAFETY: called by CPython as a METH_FASTCALL function.
+    unsafe { fastcall::dispatch(args, nargs, on_unwind) }
+}
+
+/// `PY_UNWIND`: a legacy `return` (with None) of a frame an exception leaves.
+fn on_unwind(
     py: Python<'_>,
     code: &Bound<'_, PyAny>,
     offset: i64,
-    exception: &Bound<'_, PyAny>,
-) -> PyResult<()> {
+    exception: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Py<PyAny>> {
     deliver(
         py,
         code,
@@ -783,10 +1112,11 @@ pub fn _on_unwind(
         true,
         Source {
             offset,
-            exception: Some(exception),
+            exception,
             unwinding: true,
         },
-    )
+    )?;
+    Ok(py.None())
 }
 
 #[pyfunction]
@@ -911,7 +1241,6 @@ fn current_frame_traces_lines(_py: Python<'_>) -> bool {
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     monitoring_and_disable(module.py())?;
     module.add_function(wrap_pyfunction!(_on_throw, module)?)?;
-    module.add_function(wrap_pyfunction!(_on_unwind, module)?)?;
     module.add_function(wrap_pyfunction!(_on_raise, module)?)?;
     module.add_function(wrap_pyfunction!(_on_line, module)?)?;
     module.add_function(wrap_pyfunction!(_on_jump, module)?)?;

@@ -144,6 +144,8 @@ pub struct Missing {
 pub struct Gathered {
     function: Option<(Py<PyAny>, FunctionInfo)>,
     detail: Option<Box<str>>,
+    /// Without `reprs`, an exception's detail is its type's name: kept per type object.
+    exception_type: Option<Py<PyAny>>,
     thread_name: Option<String>,
 }
 
@@ -166,7 +168,41 @@ impl Missing {
             } else {
                 None
             },
+            exception_type: match occurrence.value {
+                Some(value) if self.detail && !self.reprs && is_exception(occurrence.kind) => {
+                    Some(value.get_type().into_any().unbind())
+                }
+                _ => None,
+            },
             thread_name: self.thread.then(|| current_thread_name(py)),
+        }
+    }
+}
+
+fn is_exception(kind: EventKind) -> bool {
+    matches!(kind, EventKind::Exception | EventKind::Unwind)
+}
+
+/// The lines of a code object's call events by start offset: a function starts at the same
+/// offset every time, and a generator resumes at one of a few, so each line is looked up once.
+#[derive(Default)]
+pub struct CallLines(Vec<(i64, u32)>);
+
+impl CallLines {
+    /// Offsets kept per code object; a code object resuming at more offsets looks the others
+    /// up each time.
+    const MAX: usize = 16;
+
+    #[inline]
+    pub fn get(&self, offset: i64) -> Option<u32> {
+        self.0
+            .iter()
+            .find_map(|&(at, line)| (at == offset).then_some(line))
+    }
+
+    pub fn insert(&mut self, offset: i64, line: u32) {
+        if self.0.len() < Self::MAX {
+            self.0.push((offset, line));
         }
     }
 }
@@ -175,9 +211,7 @@ impl Missing {
 struct KnownCode {
     code: Py<PyAny>,
     function: FunctionId,
-    /// (offset, line) of the last call event that named its line by an offset: a function
-    /// starts at the same offset every time, so its line is looked up once.
-    call_site: Option<(i64, u32)>,
+    call_lines: CallLines,
 }
 
 /// A consumer's recording while it records.
@@ -197,6 +231,10 @@ pub struct RecordSink {
     functions: AddrMap<usize, KnownCode>,
     /// Buffer index by native thread id.
     threads: AddrMap<u64, usize>,
+    /// Exception types by address, with their names (the detail of an exception without
+    /// `reprs`); the types are kept alive like the code objects. A `__qualname__` assigned
+    /// after a type's first exception was recorded is not seen.
+    exception_types: AddrMap<usize, (Py<PyAny>, Box<str>)>,
 }
 
 impl RecordSink {
@@ -208,6 +246,7 @@ impl RecordSink {
             exit_lines,
             functions: AddrMap::default(),
             threads: AddrMap::default(),
+            exception_types: AddrMap::default(),
         }
     }
 
@@ -226,9 +265,14 @@ impl RecordSink {
     pub fn try_record(&mut self, occurrence: &Occurrence<'_, '_>) -> Result<(), Missing> {
         let buffer = self.current_buffer();
         let detail = self.wants_detail(occurrence);
+        let known_detail = if detail {
+            self.exception_type_name(occurrence)
+        } else {
+            None
+        };
         // One lookup of the code per event: its function and its call line come from it.
         match (self.functions.get_mut(&occurrence.code_key()), buffer) {
-            (Some(known), Some(buffer)) if !detail => {
+            (Some(known), Some(buffer)) if !detail || known_detail.is_some() => {
                 let function = known.function;
                 let table = &self.recording.functions;
                 let line = line_of(self.exit_lines, table, occurrence, function, Some(known));
@@ -238,7 +282,7 @@ impl RecordSink {
                     occurrence,
                     function,
                     line,
-                    None,
+                    known_detail,
                 );
                 Ok(())
             }
@@ -251,6 +295,79 @@ impl RecordSink {
         }
     }
 
+    /// An exception's detail without `reprs`, if its type was seen before.
+    fn exception_type_name(&self, occurrence: &Occurrence<'_, '_>) -> Option<Box<str>> {
+        match occurrence.value {
+            Some(value) if !self.reprs && is_exception(occurrence.kind) => {
+                let key = value.get_type_ptr() as usize;
+                self.exception_types.get(&key).map(|(_, name)| name.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// The recording fast path of a backend that caches, per code object, what the sink
+    /// gave it: the sink's serial (which changes when its function ids do) ...
+    pub fn serial(&self) -> u64 {
+        self.serial
+    }
+
+    /// ... and the code object's function id, once the sink has seen it.
+    pub fn function_of(&self, code: &Bound<'_, PyAny>) -> Option<FunctionId> {
+        self.functions
+            .get(&(code.as_ptr() as usize))
+            .map(|known| known.function)
+    }
+
+    /// Whether an event of `kind` is recorded without a detail and, unless it is a call or a
+    /// line, with line 0: then [`Self::push_known`] can record it.
+    pub fn records_plainly(&self, kind: EventKind) -> bool {
+        match kind {
+            EventKind::Call | EventKind::Line => true,
+            EventKind::Return => !self.reprs && !self.exit_lines,
+            EventKind::Exception | EventKind::Unwind => false,
+        }
+    }
+
+    /// The line of a call event at `offset` of `code`, looked up (see [`CallLines`]).
+    pub fn call_line_at(&self, code: &Bound<'_, PyAny>, offset: i64, function: FunctionId) -> u32 {
+        let occurrence = Occurrence {
+            kind: EventKind::Call,
+            code,
+            line: LineSource::Offset(offset),
+            value: None,
+            timestamp_ns: 0,
+        };
+        call_line(&occurrence, &self.recording.functions, function)
+    }
+
+    /// Whether the calling thread has a buffer (else [`Self::push_known`] records nothing).
+    pub fn knows_current_thread(&self) -> bool {
+        self.current_buffer().is_some()
+    }
+
+    /// Records an event that [`Self::records_plainly`], of a function the sink knows, on the
+    /// line given; false (nothing recorded) if the calling thread has no buffer yet.
+    #[inline(always)]
+    pub fn push_known(
+        &mut self,
+        kind: EventKind,
+        function: FunctionId,
+        line: u32,
+        timestamp_ns: u64,
+    ) -> bool {
+        let Some(buffer) = self.current_buffer() else {
+            return false;
+        };
+        if let Some(thread) = self.recording.thread_mut(buffer) {
+            thread.push(Recorded {
+                event: Event::new(kind, function, line, timestamp_ns),
+                detail: None,
+            });
+        }
+        true
+    }
+
     /// Records the event with the pieces gathered outside the engine's borrow.
     pub fn record(&mut self, occurrence: &Occurrence<'_, '_>, gathered: Gathered) {
         let key = occurrence.code_key();
@@ -261,7 +378,7 @@ impl RecordSink {
                 let known = KnownCode {
                     code,
                     function: id,
-                    call_site: None,
+                    call_lines: CallLines::default(),
                 };
                 self.functions.insert(key, known);
                 id
@@ -272,6 +389,12 @@ impl RecordSink {
             Some(buffer) => buffer,
             None => self.add_current_thread(gathered.thread_name.as_deref().unwrap_or("")),
         };
+        if let (Some(exception_type), Some(name)) = (gathered.exception_type, &gathered.detail) {
+            let key = exception_type.as_ptr() as usize;
+            self.exception_types
+                .entry(key)
+                .or_insert_with(|| (exception_type, name.clone()));
+        }
         let table = &self.recording.functions;
         let known = self.functions.get_mut(&key);
         let line = line_of(self.exit_lines, table, occurrence, function, known);
@@ -285,11 +408,14 @@ impl RecordSink {
         );
     }
 
-    /// The code objects the sink holds, for the garbage collector and for release.
-    pub fn take_code_objects(&mut self) -> Vec<Py<PyAny>> {
+    /// The code objects and exception types the sink holds, for the garbage collector and
+    /// for release.
+    pub fn take_python_objects(&mut self) -> Vec<Py<PyAny>> {
+        let types = self.exception_types.drain().map(|(_, (kind, _))| kind);
         self.functions
             .drain()
             .map(|(_, known)| known.code)
+            .chain(types)
             .collect()
     }
 
@@ -342,11 +468,11 @@ fn line_of(
         EventKind::Return | EventKind::Unwind | EventKind::Exception if !exit_lines => 0,
         EventKind::Call => match (occurrence.line, known) {
             (LineSource::Offset(offset) | LineSource::Instruction(offset), Some(known)) => {
-                match known.call_site {
-                    Some((at, line)) if at == offset => line,
-                    _ => {
+                match known.call_lines.get(offset) {
+                    Some(line) => line,
+                    None => {
                         let line = call_line(occurrence, table, function);
-                        known.call_site = Some((offset, line));
+                        known.call_lines.insert(offset, line);
                         line
                     }
                 }
