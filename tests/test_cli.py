@@ -403,3 +403,124 @@ def test_chrome_and_perfetto_per_thread(tmp_path: Path) -> None:
         if scalar(event, 9) == 1
     )
     assert begins == {"MainThread": 4 + listcomp, "worker-0": 6, "worker-1": 6, "worker-2": 6}
+
+
+# --- Perfetto, written while the program runs ------------------------------------------------
+
+STREAMED_ENDING_PROGRAM = """\
+import atexit, sys, threading
+
+def leaf(n):
+    return n
+
+def gen(n):
+    for i in range(n):
+        yield i
+
+def work(n):
+    for i in range(n):
+        leaf(i)
+    return sum(gen(10))
+
+def at_exit():
+    work(10)
+
+def inner():
+    {ending}
+
+def outer():
+    worker = threading.Thread(target=work, args=(30_000,), name="worker")
+    worker.start()
+    work(60_000)
+    worker.join()
+    inner()
+
+atexit.register(at_exit)
+outer()
+"""
+
+
+@pytest.mark.parametrize("ending", ENDINGS)
+def test_a_streamed_perfetto_trace_is_complete_however_the_program_ends(
+    ending: str, tmp_path: Path
+) -> None:
+    from test_recorder import read_perfetto
+
+    source = STREAMED_ENDING_PROGRAM.format(ending=ENDINGS[ending] or "pass")
+    write(tmp_path, "prog.py", source)
+    plain = python("prog.py", cwd=tmp_path)
+    traced = ferrotrace("trace", "--format", "perfetto", "-o", "t.pftrace", "prog.py", cwd=tmp_path)
+    assert (traced.returncode, traced.stdout) == (plain.returncode, plain.stdout)
+    summary = "ferrotrace: 180100 events (90050 calls) written to t.pftrace\n"
+    assert traced.stderr == plain.stderr + summary
+    calls, unfinished = read_perfetto((tmp_path / "t.pftrace").read_bytes())
+    # More than three chunks of events on the main thread, a generator's resumptions, the
+    # atexit handler's calls: every call, each closed.
+    assert calls == {
+        ("MainThread", "<module>"): 1,
+        ("MainThread", "outer"): 1,
+        ("MainThread", "inner"): 1,
+        ("MainThread", "at_exit"): 1,
+        ("MainThread", "work"): 2,
+        ("MainThread", "leaf"): 60_010,
+        ("MainThread", "gen"): 2 * 11,
+        ("worker", "work"): 1,
+        ("worker", "leaf"): 30_000,
+        ("worker", "gen"): 11,
+    }
+    assert unfinished == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["prog.py", "t.pftrace"]
+
+
+FORKING = """\
+import os, sys
+
+def leaf(n):
+    return n
+
+def work(n):
+    for i in range(n):
+        leaf(i)
+
+def child_work(n):
+    for i in range(n):
+        leaf(i)
+
+work(1_000)
+pid = os.fork()
+if pid == 0:
+    child_work(150_000)
+    sys.exit(0)
+_, status = os.waitpid(pid, 0)
+print("child exit code", os.waitstatus_to_exitcode(status))
+work(2_000)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_leaves_the_parent_s_streamed_trace_whole(tmp_path: Path) -> None:
+    from test_recorder import read_perfetto
+
+    write(tmp_path, "forking.py", FORKING)
+    traced = ferrotrace("trace", "-q", "--format", "perfetto", "-o", "t.pftrace", "forking.py",
+                        cwd=tmp_path)  # fmt: skip
+    assert (traced.returncode, traced.stdout, traced.stderr) == (0, "child exit code 0\n", "")
+    calls, unfinished = read_perfetto((tmp_path / "t.pftrace").read_bytes())
+    # The parent's calls only: the child recorded into its own memory and wrote nothing.
+    assert calls == {
+        ("MainThread", "<module>"): 1,
+        ("MainThread", "work"): 2,
+        ("MainThread", "leaf"): 3_000,
+    }
+    assert unfinished == 0
+
+
+def test_a_streamed_trace_that_cannot_be_finished_is_one_line(tmp_path: Path) -> None:
+    write(tmp_path, "prog.py", "import shutil\n\nshutil.rmtree('out')\n")
+    (tmp_path / "out").mkdir()
+    traced = ferrotrace("trace", "--format", "perfetto", "-o", "out/t.pftrace", "prog.py",
+                        cwd=tmp_path)  # fmt: skip
+    assert traced.returncode == 0
+    assert traced.stderr.startswith("ferrotrace trace: error: cannot write the trace: ")
+    assert traced.stderr.count("\n") == 1 and "Traceback" not in traced.stderr
+    assert not (tmp_path / "out").exists()

@@ -557,3 +557,261 @@ def test_exception_names_stay_right_for_each_type(tmp_path: Path) -> None:
         ("failing", "ValueError"),
         ("refuses", "Refused"),
     ] * 3
+
+
+# --- streaming: Recorder(output=...) ---------------------------------------------------------
+
+STREAMED_PROGRAM = """\
+import threading
+
+def leaf(n):
+    return n
+
+def gen(n):
+    for i in range(n):
+        yield i
+
+def fails(n):
+    raise ValueError(n)
+
+def work(n):
+    total = 0
+    for i in range(n):
+        total += leaf(i)
+    for x in gen(50):
+        total += x
+    for i in range(20):
+        try:
+            fails(i)
+        except ValueError:
+            pass
+    return total
+
+def run(calls):
+    threads = []
+    for i in range(2):
+        threads.append(threading.Thread(target=work, args=(calls // 4,), name=f"s{i}"))
+        threads[-1].start()
+    work(calls)
+    for t in threads:
+        t.join()
+"""
+
+# Calls of `run(80_000)` per thread: more than 140,000 events (over three chunks) on the main
+# thread. A generator's resumption is a call of its own.
+STREAMED_CALLS = {
+    "MainThread": {"run": 1, "work": 1, "leaf": 80_000, "gen": 51, "fails": 20},
+    "s0": {"work": 1, "leaf": 20_000, "gen": 51, "fails": 20},
+    "s1": {"work": 1, "leaf": 20_000, "gen": 51, "fails": 20},
+}
+
+
+def load_streamed_program(tmp_path: Path):
+    import importlib.util
+
+    path = tmp_path / "streamed.py"
+    path.write_text(STREAMED_PROGRAM)
+    spec = importlib.util.spec_from_file_location("streamed", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, str(path)
+
+
+def read_perfetto(data: bytes):
+    """Parses a trace with Perfetto's own protobuf definitions and replays it as the trace
+    processor does (each sequence's defaults, interned names and incremental clock): the calls
+    per (thread name, function), and how many slices are marked unfinished. Checks on the way
+    that every slice ends on the track it began on, no name or track is unknown, and time never
+    goes back on a track."""
+    from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import Trace, TrackEvent
+
+    trace = Trace.FromString(data)
+    sequences: dict[int, dict] = {}
+    threads: dict[int, str] = {}  # track uuid -> thread name
+    stacks: dict[int, list[str]] = {}
+    last_ts: dict[int, int] = {}
+    calls: Counter = Counter()
+    unfinished = 0
+    for packet in trace.packet:
+        sequence_id = packet.trusted_packet_sequence_id
+        assert sequence_id
+        if packet.sequence_flags & 1:  # SEQ_INCREMENTAL_STATE_CLEARED
+            sequences[sequence_id] = {"names": {}, "annotations": {}, "track": None, "ts": 0}
+        sequence = sequences[sequence_id]
+        if packet.HasField("trace_packet_defaults"):
+            defaults = packet.trace_packet_defaults
+            sequence["track"] = defaults.track_event_defaults.track_uuid
+            assert defaults.timestamp_clock_id == 64
+        if packet.HasField("track_descriptor") and packet.track_descriptor.HasField("thread"):
+            descriptor = packet.track_descriptor
+            threads[descriptor.uuid] = descriptor.thread.thread_name
+        for name in packet.interned_data.event_names:
+            sequence["names"][name.iid] = name.name
+        for name in packet.interned_data.debug_annotation_names:
+            sequence["annotations"][name.iid] = name.name
+        if not packet.HasField("track_event"):
+            continue
+        assert packet.sequence_flags & 2  # SEQ_NEEDS_INCREMENTAL_STATE
+        sequence["ts"] += packet.timestamp
+        track = sequence["track"]
+        assert track in threads
+        assert sequence["ts"] >= last_ts.get(track, 0)
+        last_ts[track] = sequence["ts"]
+        event = packet.track_event
+        stack = stacks.setdefault(track, [])
+        if event.type == TrackEvent.TYPE_SLICE_BEGIN:
+            name = sequence["names"][event.name_iid]
+            stack.append(name)
+            calls[(threads[track], name)] += 1
+        else:
+            assert event.type == TrackEvent.TYPE_SLICE_END and stack
+            stack.pop()
+            annotations = {sequence["annotations"][a.name_iid] for a in event.debug_annotations}
+            unfinished += "unfinished" in annotations
+    assert not any(stacks.values())
+    return calls, unfinished
+
+
+def per_sequence(data: bytes) -> dict[int, list[bytes]]:
+    """Each packet sequence's packets, in file order."""
+    sequences: dict[int, list[bytes]] = {}
+    for field, packet in decode(data):
+        assert field == 1
+        sequences.setdefault(scalar(decode(packet), 10), []).append(packet)
+    return sequences
+
+
+def test_a_streamed_trace_is_the_trace_write_gives(tmp_path: Path) -> None:
+    program, path = load_streamed_program(tmp_path)
+    streamed = tmp_path / "streamed.pftrace"
+    # Side by side on the same events: the same timestamps, ids and threads for both.
+    streaming = ferrotrace.Recorder(files=[path], output=streamed)
+    kept = ferrotrace.Recorder(files=[path])
+    kept.start(all_threads=True)
+    streaming.start(all_threads=True)
+    try:
+        program.run(80_000)
+        assert not streamed.exists()  # written under a temporary name until the end
+        assert streaming.call_count == kept.call_count
+    finally:
+        streaming.stop()
+        kept.stop()
+    kept.write(tmp_path / "kept.pftrace")
+    data = streamed.read_bytes()
+    assert per_sequence(data) == per_sequence((tmp_path / "kept.pftrace").read_bytes())
+    calls, unfinished = read_perfetto(data)
+    assert calls == Counter(
+        {(thread, name): n for thread, names in STREAMED_CALLS.items() for name, n in names.items()}
+    )
+    assert unfinished == 0
+    assert streaming.call_count == kept.call_count == sum(calls.values())
+    assert streaming.event_count == kept.event_count > 2 * sum(calls.values())
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_streaming_recorder_records_once(tmp_path: Path) -> None:
+    output = tmp_path / "once.pftrace"
+    recorder = ferrotrace.Recorder(functions=["fib"], output=output)
+    with pytest.raises(RuntimeError, match="writes .*once.pftrace itself when it stops"):
+        recorder.write(tmp_path / "other.pftrace")
+    with recorder:
+        fib(5)
+        running = (recorder.call_count, recorder.event_count)
+    assert running == (recorder.call_count, recorder.event_count) == (15, 45)
+    calls, unfinished = read_perfetto(output.read_bytes())
+    assert (calls, unfinished) == ({("MainThread", "fib"): 15}, 0)
+    with pytest.raises(RuntimeError, match="create a new Recorder"):
+        recorder.start()
+    with pytest.raises(RuntimeError, match="itself when it stops"):
+        recorder.write(tmp_path / "other.pftrace")
+    recorder.stop()  # idempotent
+    assert not (tmp_path / "other.pftrace").exists()
+
+
+def test_a_streaming_recorder_closes_open_calls(tmp_path: Path) -> None:
+    output = tmp_path / "open.pftrace"
+    recorder = ferrotrace.Recorder(files=[THIS_FILE], output=output)
+
+    def inner() -> None:
+        recorder.stop()
+
+    def outer() -> None:
+        recorder.start()
+        inner()
+
+    outer()
+    calls, unfinished = read_perfetto(output.read_bytes())
+    # The calls open when it stopped: `inner` and `stop`'s caller chain within this file.
+    assert calls[("MainThread", "test_a_streaming_recorder_closes_open_calls.<locals>.inner")]
+    assert unfinished == sum(calls.values())
+
+
+def test_streaming_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="format= is the format of output="):
+        ferrotrace.Recorder(format="chrome")
+    with pytest.raises(ValueError, match="unknown trace format"):
+        ferrotrace.Recorder(output=tmp_path / "x", format="svg")
+    # The file is created when recording starts: an error then, nothing recorded.
+    missing = ferrotrace.Recorder(functions=["fib"], output=tmp_path / "missing" / "t.pftrace")
+    with pytest.raises(FileNotFoundError):
+        missing.start()
+    assert not missing.running
+    # A write that fails at the end: an OSError from stop(), the target left as it was.
+    directory = tmp_path / "gone"
+    directory.mkdir()
+    recorder = ferrotrace.Recorder(functions=["fib"], output=directory / "t.pftrace")
+    recorder.start()
+    fib(3)
+    import shutil
+
+    shutil.rmtree(directory)
+    with pytest.raises(FileNotFoundError):
+        recorder.stop()
+    assert not recorder.running and not directory.exists()
+
+
+@pytest.mark.parametrize("fmt", ["chrome", "text"])
+def test_other_formats_are_written_when_the_recorder_stops(fmt: str, tmp_path: Path) -> None:
+    output = tmp_path / f"trace.{fmt}"
+    with ferrotrace.Recorder(functions=["fib"], output=output, format=fmt) as recorder:
+        fib(3)
+        assert not output.exists()
+    assert output.stat().st_size > 0
+    assert recorder.call_count == 5
+    if fmt == "chrome":
+        slices = [e for e in json.loads(output.read_text())["traceEvents"] if e["ph"] == "X"]
+        assert len(slices) == 5
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_child_forked_while_streaming_keeps_its_events_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    import os
+
+    program, path = load_streamed_program(tmp_path)
+    output = tmp_path / "parent.pftrace"
+    recorder = ferrotrace.Recorder(files=[path], output=output)
+    recorder.start()
+    program.work(1_000)
+    pid = os.fork()
+    if pid == 0:  # the child: records several chunks, stops, exits normally
+        status = 1
+        try:
+            program.work(100_000)
+            recorder.stop()
+            status = 0 if recorder.call_count >= 100_000 and not output.exists() else 2
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    program.work(2_000)
+    recorder.stop()
+    calls, unfinished = read_perfetto(output.read_bytes())
+    assert calls == {
+        ("MainThread", "work"): 2,
+        ("MainThread", "leaf"): 3_000,
+        ("MainThread", "gen"): 2 * 51,
+        ("MainThread", "fails"): 2 * 20,
+    }
+    assert unfinished == 0

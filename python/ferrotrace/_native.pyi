@@ -117,6 +117,15 @@ class Recorder:
     without it exceptions are recorded by their type's name and values not at all. With
     ``exit_lines=False`` a frame's exit and an exception record line 0 instead of their line
     (the Chrome and Perfetto files do not show it, and finding it costs most per event).
+
+    With ``output=PATH`` the recorder writes that file itself, once, when it stops (in
+    ``format``, ``"perfetto"`` by default). A Perfetto file is then streamed: each thread's
+    full buffers go to a native writer thread that encodes them while the program runs, so
+    memory stays bounded and little is left to do at ``stop()``. Such a recorder records once:
+    ``write()`` and a second ``start()`` raise ``RuntimeError``. ``start()`` creates the file
+    under a temporary name beside ``PATH`` (``OSError`` if it cannot), ``stop()`` completes it
+    and renames it over ``PATH`` (``OSError`` if that fails: ``PATH`` is then left as it was).
+    A process forked while it records keeps its own events in memory and writes nothing.
     """
 
     def __init__(
@@ -131,6 +140,8 @@ class Recorder:
         depth: int = 0,
         reprs: bool = False,
         exit_lines: bool = True,
+        output: str | os.PathLike[str] | None = None,
+        format: Literal["perfetto", "chrome", "text"] | None = None,
     ) -> None: ...
     @property
     def running(self) -> bool: ...
@@ -142,9 +153,10 @@ class Recorder:
         """Calls recorded so far (generator resumptions included), on every thread."""
     def start(self, *, all_threads: bool = False) -> None:
         """Record the calling thread, or every thread; after stop() it adds to the same
-        recording."""
+        recording (with an ``output``: ``RuntimeError``)."""
     def stop(self) -> None:
-        """Stop recording and keep what was recorded. Idempotent."""
+        """Stop recording and keep what was recorded; with an ``output``, write it (or finish
+        streaming it). Idempotent."""
     def write(
         self,
         path: str | os.PathLike[str],
@@ -153,7 +165,8 @@ class Recorder:
         color: bool = False,
     ) -> None:
         """Write the recording to ``path`` (``"-"``: standard output), whole or not at all.
-        Raises ``OSError`` if it cannot be written, ``ValueError`` for an unknown format."""
+        Raises ``OSError`` if it cannot be written, ``ValueError`` for an unknown format,
+        ``RuntimeError`` for a recorder with an ``output`` (it writes that itself)."""
     def __enter__(self) -> Recorder: ...
     def __exit__(
         self,

@@ -1,10 +1,11 @@
 //! `ferrotrace.Recorder`: a filtered consumer that records natively (no Python per event) and
-//! writes Chrome JSON, Perfetto protobuf or text.
+//! writes Chrome JSON, Perfetto protobuf or text: on `write()`, or by itself when given an
+//! `output` (Perfetto then streams: a writer thread encodes while the program runs).
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyModule, PyTuple};
 
@@ -13,16 +14,19 @@ use crate::filter::{Filter, FilterSpec};
 use crate::hook::backend;
 use crate::hook::consumer::{self, with_consumer, Consumer, Sink};
 use crate::hook::record_sink::{current_process, RecordSink};
+use crate::output::streaming::StreamingWriter;
 use crate::output::text::TextWriter;
 use crate::output::{write_file_with, Format, TraceWriter};
 use crate::record::Recording;
 
 /// Recorder(*, modules=(), files=(), functions=(), user_code=False, threads=(), events=None,
-///          depth=0, reprs=False, exit_lines=True)
+///          depth=0, reprs=False, exit_lines=True, output=None, format=None)
 /// --
 ///
 /// Records the events the filter selects into native per-thread buffers (no Python call per
 /// event) and writes them with write(path, format). start()/stop(), or a context manager.
+/// With output=PATH it writes that file itself, once, when it stops; as "perfetto" (the
+/// default) it streams: a native thread writes the trace while the program runs.
 #[pyclass(module = "ferrotrace._native", name = "Recorder")]
 pub struct Recorder {
     id: u64,
@@ -32,6 +36,14 @@ pub struct Recorder {
     /// The recording while stopped; while running it is in the backend's consumer.
     sink: Option<Box<RecordSink>>,
     running: bool,
+    /// The file the recorder writes itself, and in which format.
+    output: Option<(PathBuf, Format)>,
+    /// The writer thread while a streaming recording runs.
+    writer: Option<StreamingWriter>,
+    /// The calls the writer wrote, once it has finished.
+    streamed_calls: usize,
+    /// A recorder with an output has written it (it records once).
+    finished: bool,
 }
 
 #[pymethods]
@@ -39,7 +51,7 @@ impl Recorder {
     #[new]
     #[pyo3(signature = (*, modules=Vec::new(), files=Vec::new(), functions=Vec::new(),
                         user_code=false, threads=Vec::new(), events=None, depth=0, reprs=false,
-                        exit_lines=true))]
+                        exit_lines=true, output=None, format=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         modules: Vec<String>,
@@ -51,6 +63,8 @@ impl Recorder {
         depth: u32,
         reprs: bool,
         exit_lines: bool,
+        output: Option<PathBuf>,
+        format: Option<&str>,
     ) -> PyResult<Self> {
         let spec = FilterSpec {
             modules,
@@ -62,6 +76,15 @@ impl Recorder {
             depth,
         };
         let filter = filter_of(&spec)?;
+        let output = match (output, format) {
+            (Some(path), format) => Some((path, parse_format(format.unwrap_or("perfetto"))?)),
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(PyValueError::new_err(
+                    "format= is the format of output=: give both, or use write(path, format)",
+                ))
+            }
+        };
         Ok(Recorder {
             id: consumer::new_id(),
             filter,
@@ -69,25 +92,32 @@ impl Recorder {
             exit_lines,
             sink: None,
             running: false,
+            output,
+            writer: None,
+            streamed_calls: 0,
+            finished: false,
         })
     }
 
     /// Start recording: the calling thread, or every thread with all_threads=True. A recorder
-    /// started again after stop() adds to the same recording.
+    /// started again after stop() adds to the same recording (one with an output: a
+    /// RuntimeError, it has written its file).
     #[pyo3(signature = (*, all_threads=false))]
     fn start(&mut self, py: Python<'_>, all_threads: bool) -> PyResult<()> {
         if self.running {
             return Ok(());
         }
+        if let (true, Some((path, _))) = (self.finished, &self.output) {
+            return Err(PyRuntimeError::new_err(format!(
+                "this Recorder wrote {} when it stopped: create a new Recorder to record again",
+                path.display()
+            )));
+        }
         // Thread names are read from `threading`; import it now, not inside a callback.
         py.import("threading")?;
         let sink = match self.sink.take() {
             Some(sink) => sink,
-            None => Box::new(RecordSink::new(
-                current_process(py),
-                self.reprs,
-                self.exit_lines,
-            )),
+            None => self.new_sink(py)?,
         };
         let thread = if all_threads {
             None
@@ -107,7 +137,8 @@ impl Recorder {
         Ok(())
     }
 
-    /// Stop recording and keep what was recorded. Idempotent.
+    /// Stop recording and keep what was recorded; with an output, write it (an OSError if it
+    /// cannot be: the file is then left as it was). Idempotent.
     fn stop(&mut self, py: Python<'_>) -> PyResult<()> {
         if !self.running {
             return Ok(());
@@ -118,7 +149,13 @@ impl Recorder {
             sink.mark_end();
             self.sink = Some(sink);
         }
-        Ok(())
+        match self.output.clone() {
+            Some((path, format)) => {
+                self.finished = true;
+                self.write_output(py, &path, format)
+            }
+            None => Ok(()),
+        }
     }
 
     #[getter]
@@ -135,7 +172,15 @@ impl Recorder {
     /// Calls recorded so far (generator resumptions included), on every thread.
     #[getter]
     fn call_count(&self, py: Python<'_>) -> usize {
-        self.with_recording(py, Recording::call_count).unwrap_or(0)
+        let counted = |r: &Recording| (r.call_count(), r.count_streamed_calls());
+        let (in_memory, asked) = self.with_recording(py, counted).unwrap_or((0, None));
+        // A streaming recording's writer counts the calls it has encoded; it answers once it
+        // has encoded every chunk sent before the question (a failed writer does not).
+        let streamed = match asked {
+            Some(answer) => py.detach(move || answer.recv().unwrap_or(0)),
+            None => self.streamed_calls,
+        };
+        in_memory + streamed
     }
 
     /// write(path, format="perfetto", *, color=False)
@@ -144,16 +189,73 @@ impl Recorder {
     /// Write what was recorded to `path` ("-": standard output) as "perfetto", "chrome" or
     /// "text" (colored with color=True). The file is replaced whole or not at all.
     #[pyo3(signature = (path, format="perfetto", *, color=false))]
-    fn write(
-        &self,
-        py: Python<'_>,
-        path: std::path::PathBuf,
-        format: &str,
-        color: bool,
-    ) -> PyResult<()> {
-        let format: Format = format
-            .parse()
-            .map_err(|e: crate::output::UnknownFormat| PyValueError::new_err(e.to_string()))?;
+    fn write(&self, py: Python<'_>, path: PathBuf, format: &str, color: bool) -> PyResult<()> {
+        let format = parse_format(format)?;
+        if let Some((output, _)) = &self.output {
+            return Err(PyRuntimeError::new_err(format!(
+                "this Recorder writes {} itself when it stops (output=); write() is for a \
+                 Recorder without an output",
+                output.display()
+            )));
+        }
+        self.write_to(py, &path, format, color)
+    }
+
+    fn __enter__(mut slf: PyRefMut<'_, Self>) -> PyResult<PyRefMut<'_, Self>> {
+        let py = slf.py();
+        slf.start(py, false)?;
+        Ok(slf)
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __exit__(&mut self, py: Python<'_>, _exc_info: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.stop(py)?;
+        Ok(false)
+    }
+}
+
+impl Recorder {
+    /// The sink of a first start(): a streaming one for a Perfetto output file.
+    fn new_sink(&mut self, py: Python<'_>) -> PyResult<Box<RecordSink>> {
+        let process = current_process(py);
+        match &self.output {
+            Some((path, Format::Perfetto)) if path.as_os_str() != "-" => {
+                let (sink, writer) =
+                    RecordSink::streaming(process, self.reprs, self.exit_lines, path)
+                        .map_err(|err| os_error(err, path))?;
+                self.writer = Some(writer);
+                Ok(Box::new(sink))
+            }
+            _ => Ok(Box::new(RecordSink::new(
+                process,
+                self.reprs,
+                self.exit_lines,
+            ))),
+        }
+    }
+
+    /// Writes the output when the recorder stops: waits for a streaming recording's writer
+    /// (without the GIL), or writes the recording kept in memory.
+    fn write_output(&mut self, py: Python<'_>, path: &Path, format: Format) -> PyResult<()> {
+        let Some(writer) = self.writer.take() else {
+            return self.write_to(py, path, format, false);
+        };
+        // In a process forked since the recording started nothing goes to the parent's
+        // writer (and nothing is written: the file is the parent's).
+        if !self.sink.as_mut().is_some_and(|sink| sink.finish_stream()) {
+            return Ok(());
+        }
+        match py.detach(|| writer.finish()) {
+            Ok(calls) => {
+                self.streamed_calls = calls;
+                Ok(())
+            }
+            Err(err) => Err(os_error(err, path)),
+        }
+    }
+
+    /// Writes what was recorded to `path` ("-": standard output).
+    fn write_to(&self, py: Python<'_>, path: &Path, format: Format, color: bool) -> PyResult<()> {
         let to_stdout = path.as_os_str() == "-";
         if to_stdout {
             // What the program printed comes first.
@@ -172,30 +274,16 @@ impl Recorder {
                 let mut out = std::io::stdout().lock();
                 writer.write(recording, &mut out).and_then(|()| out.flush())
             } else {
-                write_file_with(writer, recording, &path)
+                write_file_with(writer, recording, path)
             }
         };
         let result = match self.with_recording(py, |recording| write_to(recording)) {
             Some(result) => result,
             None => write_to(&Recording::new(current_process(py))),
         };
-        result.map_err(|err| os_error(err, &path))
+        result.map_err(|err| os_error(err, path))
     }
 
-    fn __enter__(mut slf: PyRefMut<'_, Self>) -> PyResult<PyRefMut<'_, Self>> {
-        let py = slf.py();
-        slf.start(py, false)?;
-        Ok(slf)
-    }
-
-    #[pyo3(signature = (*_exc_info))]
-    fn __exit__(&mut self, py: Python<'_>, _exc_info: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        self.stop(py)?;
-        Ok(false)
-    }
-}
-
-impl Recorder {
     /// Runs `f` on the recording, wherever it is (None: nothing recorded yet). No Python code
     /// runs inside `f`.
     fn with_recording<R>(&self, py: Python<'_>, f: impl FnOnce(&Recording) -> R) -> Option<R> {
@@ -220,6 +308,11 @@ impl Drop for Recorder {
             });
         }
     }
+}
+
+fn parse_format(name: &str) -> PyResult<Format> {
+    name.parse()
+        .map_err(|e: crate::output::UnknownFormat| PyValueError::new_err(e.to_string()))
 }
 
 fn into_sink(consumer: Consumer) -> Option<Box<RecordSink>> {

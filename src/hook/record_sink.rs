@@ -14,6 +14,8 @@
 //! recorder of the process started ([`crate::hook::clock`]).
 
 use std::cell::Cell;
+use std::io;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use pyo3::ffi;
@@ -21,6 +23,7 @@ use pyo3::prelude::*;
 
 use crate::hook::addr_hash::AddrMap;
 pub use crate::hook::clock::now_ns;
+use crate::output::streaming::{self, StreamingWriter};
 use crate::protocol::TraceEvent;
 use crate::record::{
     Event, EventKind, FunctionId, FunctionInfo, FunctionTable, ProcessInfo, Recorded, Recording,
@@ -250,8 +253,30 @@ impl RecordSink {
         }
     }
 
+    /// A sink whose recording streams to a Perfetto trace at `path`, written by a writer
+    /// thread while the program runs (see [`crate::output::streaming`]); an error now if the
+    /// file cannot be created.
+    pub fn streaming(
+        process: ProcessInfo,
+        reprs: bool,
+        exit_lines: bool,
+        path: &Path,
+    ) -> io::Result<(Self, StreamingWriter)> {
+        let (stream, writer) = streaming::start_perfetto(path, process.clone())?;
+        let mut sink = RecordSink::new(process, reprs, exit_lines);
+        sink.recording = Recording::streaming(sink.recording.process.clone(), stream);
+        Ok((sink, writer))
+    }
+
     pub fn recording(&self) -> &Recording {
         &self.recording
+    }
+
+    /// Streaming: sends what is left and the end to the writer (then wait for it with
+    /// [`StreamingWriter::finish`]); false if the recording was not streaming, or in a process
+    /// forked since it started (the events recorded there stay in memory).
+    pub fn finish_stream(&mut self) -> bool {
+        self.recording.finish_stream()
     }
 
     /// Marks the end of a recording period (calls still open are closed there when written).
@@ -374,7 +399,7 @@ impl RecordSink {
         let function = match (self.functions.get(&key), gathered.function) {
             (Some(known), _) => known.function,
             (None, Some((code, info))) => {
-                let id = self.recording.functions.intern(info);
+                let id = self.recording.intern_function(info);
                 let known = KnownCode {
                     code,
                     function: id,

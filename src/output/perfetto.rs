@@ -212,6 +212,7 @@ impl TraceWriter for PerfettoWriter {
 /// A Perfetto trace being written: packets are encoded into one buffer, written out whenever
 /// it holds [`FLUSH_BYTES`]. Opened with the process's track; the threads' sequences
 /// ([`SequenceWriter`]) then add their packets in any interleaving.
+#[derive(Debug)]
 pub struct PacketOutput<W: Write> {
     buffer: Encoder,
     out: W,
@@ -250,11 +251,16 @@ impl<W: Write> PacketOutput<W> {
         Ok(())
     }
 
-    /// Writes out what is left and flushes `out`.
-    pub fn finish(mut self) -> io::Result<()> {
+    /// Writes out what is buffered and flushes `out`.
+    pub fn flush(&mut self) -> io::Result<()> {
         self.out.write_all(self.buffer.bytes())?;
         self.buffer.clear();
         self.out.flush()
+    }
+
+    /// Writes out what is left and flushes `out`.
+    pub fn finish(mut self) -> io::Result<()> {
+        self.flush()
     }
 }
 

@@ -11,12 +11,24 @@
 //!
 //! Chrome's JSON does not stream: a complete event needs its call's end, and calls must be
 //! written parent first, so a long outer call would hold back everything under it.
+//!
+//! # Fork
+//!
+//! The writer thread does not exist while the process forks: a `pthread_atfork` handler
+//! suspends every writer first (the thread encodes what was sent, hands its state back and
+//! ends), so the child is a copy of a process with only the program's threads and no lock of
+//! the writer can be held in it; the child's recording stops streaming (see
+//! [`crate::record::stream`]). In the parent the writer starts again when the recording next
+//! sends it something ([`ChunkStream::sleep`]), not in a fork handler: CPython 3.12+ counts the
+//! process's threads once `os.fork()` has run every handler, and warns about forking a process
+//! that has threads; a thread of ours must not make the program see that warning.
 
+use std::fs::File;
 use std::io::{self, Write};
 use std::mem::ManuallyDrop;
 use std::path::Path;
-use std::sync::mpsc::Receiver;
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex, Once, Weak};
 use std::thread::JoinHandle;
 
 use super::perfetto::{PacketOutput, SequenceWriter};
@@ -27,9 +39,44 @@ use crate::record::{FunctionTable, ProcessInfo, LATER_CHUNK_EVENTS};
 /// The writer thread of a streaming recording.
 #[derive(Debug)]
 pub struct StreamingWriter {
+    /// Leaked rather than dropped in a forked child.
+    shared: ManuallyDrop<Arc<WriterShared>>,
+}
+
+/// A writer as its owner and the fork handlers see it.
+#[derive(Debug)]
+struct WriterShared {
     pid: u32,
-    /// Leaked rather than dropped in a forked child, where the thread does not exist.
-    thread: ManuallyDrop<JoinHandle<io::Result<usize>>>,
+    /// To ask the thread to suspend; dropped when the writer finishes, so that the thread
+    /// sees the recording's end if the recording was dropped without finishing.
+    sender: Mutex<Option<Sender<Piece>>>,
+    slot: Mutex<Slot>,
+    /// To say that the writer is asleep after a suspension.
+    stream: Weak<ChunkStream>,
+}
+
+#[derive(Debug)]
+enum Slot {
+    Running(JoinHandle<Ended>),
+    /// Between a fork's two handlers.
+    Suspended(Box<WriterState>),
+    Ended(io::Result<usize>),
+}
+
+/// How a writer thread ended.
+#[derive(Debug)]
+enum Ended {
+    Finished(io::Result<usize>),
+    Suspended(Box<WriterState>),
+}
+
+/// Everything a writer thread works with, handed back when it suspends.
+#[derive(Debug)]
+struct WriterState {
+    pieces: Receiver<Piece>,
+    pool: ChunkPool,
+    temp: TempFile,
+    encoder: StreamEncoder<File>,
 }
 
 /// Starts writing a Perfetto trace of `process` to `path`: creates the temporary file (an
@@ -40,99 +87,270 @@ pub fn start_perfetto(
     process: ProcessInfo,
 ) -> io::Result<(Arc<ChunkStream>, StreamingWriter)> {
     let mut temp = TempFile::create(path)?;
+    let file = temp.file().try_clone()?;
     let (stream, pieces, pool) = ChunkStream::open();
-    let thread = std::thread::Builder::new()
-        .name("ferrotrace-writer".into())
-        .spawn(move || {
-            let calls = encode_stream(&pieces, &pool, temp.file(), &process)?;
-            temp.commit()?;
-            Ok(calls)
-        })?;
-    let writer = StreamingWriter {
+    let state = Box::new(WriterState {
+        pieces,
+        pool,
+        temp,
+        encoder: StreamEncoder::new(file, process),
+    });
+    let shared = Arc::new(WriterShared {
         pid: std::process::id(),
-        thread: ManuallyDrop::new(thread),
+        sender: Mutex::new(Some(stream.sender())),
+        slot: Mutex::new(Slot::Running(spawn(state)?)),
+        stream: Arc::downgrade(&stream),
+    });
+    let woken = Arc::downgrade(&shared);
+    stream.on_wake(Box::new(move || {
+        if let Some(writer) = woken.upgrade() {
+            writer.resume();
+        }
+    }));
+    register_for_fork(&shared);
+    let writer = StreamingWriter {
+        shared: ManuallyDrop::new(shared),
     };
     Ok((stream, writer))
+}
+
+fn spawn(state: Box<WriterState>) -> io::Result<JoinHandle<Ended>> {
+    std::thread::Builder::new()
+        .name("ferrotrace-writer".into())
+        .spawn(move || run(state))
+}
+
+/// The writer thread's body.
+fn run(mut state: Box<WriterState>) -> Ended {
+    match state.encoder.run(&state.pieces, &state.pool) {
+        Ok(Stop::Suspended) => Ended::Suspended(state),
+        Ok(Stop::Finished(calls)) => Ended::Finished(state.temp.commit().map(|()| calls)),
+        // Dropping the state removes the temporary file.
+        Err(err) => Ended::Finished(Err(err)),
+    }
+}
+
+fn joined(handle: JoinHandle<Ended>) -> Slot {
+    match handle.join() {
+        Ok(Ended::Suspended(state)) => Slot::Suspended(state),
+        Ok(Ended::Finished(result)) => Slot::Ended(result),
+        Err(_) => Slot::Ended(Err(io::Error::other("the trace writer thread failed"))),
+    }
 }
 
 impl StreamingWriter {
     /// Waits for the writer, which ends once the recording has sent its end
     /// ([`crate::record::Recording::finish_stream`]): the calls written, or why the file could
     /// not be written (then it was not created). Blocks: call it without holding the GIL.
-    pub fn finish(mut self) -> io::Result<usize> {
-        // SAFETY: taken once; `self` is forgotten so that Drop does not see it again.
-        let thread = unsafe { ManuallyDrop::take(&mut self.thread) };
-        std::mem::forget(self);
-        match thread.join() {
-            Ok(result) => result,
-            Err(_) => Err(io::Error::other("the trace writer thread failed")),
+    pub fn finish(self) -> io::Result<usize> {
+        let shared = &self.shared;
+        if let Ok(mut sender) = shared.sender.lock() {
+            sender.take();
+        }
+        let Ok(mut slot) = shared.slot.lock() else {
+            return Err(io::Error::other("the trace writer thread failed"));
+        };
+        let ended = std::mem::replace(&mut *slot, Slot::Ended(Ok(0)));
+        let ended = match ended {
+            Slot::Running(handle) => joined(handle),
+            // Not resumed after a fork (its thread could not start): finish here.
+            Slot::Suspended(state) => match run(state) {
+                Ended::Finished(result) => Slot::Ended(result),
+                Ended::Suspended(_) => Slot::Ended(Err(io::Error::other(
+                    "the trace writer was suspended at its end",
+                ))),
+            },
+            ended @ Slot::Ended(_) => ended,
+        };
+        match ended {
+            Slot::Ended(result) => result,
+            _ => Err(io::Error::other(
+                "the trace writer was suspended at its end",
+            )),
         }
     }
 }
 
 impl Drop for StreamingWriter {
     fn drop(&mut self) {
-        if std::process::id() == self.pid {
-            // Detaches the thread: it ends on its own when the recording's stream goes.
-            // SAFETY: dropped once, here.
-            unsafe { ManuallyDrop::drop(&mut self.thread) };
+        if std::process::id() == self.shared.pid {
+            // SAFETY: dropped once, here. A running thread is detached: it ends on its own
+            // when the recording's stream goes.
+            unsafe { ManuallyDrop::drop(&mut self.shared) };
         }
     }
 }
 
-/// Encodes the pieces into `out` until the recording's end; the calls written. Pure: the
-/// thread's body, and what the tests feed directly.
+impl WriterShared {
+    /// Before a fork: the thread encodes what was sent, hands its state back and ends.
+    fn suspend(&self) {
+        let Ok(mut slot) = self.slot.lock() else {
+            return;
+        };
+        if !matches!(*slot, Slot::Running(_)) {
+            return;
+        }
+        let asked = match self.sender.lock() {
+            Ok(sender) => sender
+                .as_ref()
+                .is_some_and(|s| s.send(Piece::Suspend).is_ok()),
+            Err(_) => false,
+        };
+        if !asked {
+            return; // the thread has ended, or is ending: nothing runs for long
+        }
+        if let Slot::Running(handle) = std::mem::replace(&mut *slot, Slot::Ended(Ok(0))) {
+            *slot = joined(handle);
+        }
+        if let (Slot::Suspended(_), Some(stream)) = (&*slot, self.stream.upgrade()) {
+            stream.sleep();
+        }
+    }
+
+    /// When the recording next sends something after a fork: the thread starts again where
+    /// it stopped (only in the process that started it).
+    fn resume(&self) {
+        if std::process::id() != self.pid {
+            return;
+        }
+        let Ok(mut slot) = self.slot.lock() else {
+            return;
+        };
+        if let Slot::Suspended(_) = *slot {
+            if let Slot::Suspended(state) = std::mem::replace(&mut *slot, Slot::Ended(Ok(0))) {
+                // Without a thread the writer finishes on the caller's at the end.
+                *slot = match spawn(state) {
+                    Ok(handle) => Slot::Running(handle),
+                    Err(err) => Slot::Ended(Err(err)),
+                };
+            }
+        }
+    }
+}
+
+/// The writers of this process, for the fork handlers.
+static WRITERS: Mutex<Vec<Weak<WriterShared>>> = Mutex::new(Vec::new());
+
+fn register_for_fork(shared: &Arc<WriterShared>) {
+    static HANDLERS: Once = Once::new();
+    HANDLERS.call_once(|| {
+        // SAFETY: the handler is a plain function that never unwinds.
+        unsafe { libc::pthread_atfork(Some(before_fork), None, None) };
+    });
+    if let Ok(mut writers) = WRITERS.lock() {
+        writers.retain(|w| w.strong_count() > 0);
+        writers.push(Arc::downgrade(shared));
+    }
+}
+
+/// The live writers started by this process.
+fn each_writer(f: fn(&WriterShared)) {
+    let pid = std::process::id();
+    let writers: Vec<Arc<WriterShared>> = match WRITERS.lock() {
+        Ok(writers) => writers.iter().filter_map(Weak::upgrade).collect(),
+        Err(_) => return,
+    };
+    for writer in writers.iter().filter(|w| w.pid == pid) {
+        f(writer);
+    }
+}
+
+extern "C" fn before_fork() {
+    let _ = std::panic::catch_unwind(|| each_writer(WriterShared::suspend));
+}
+
+/// Why [`StreamEncoder::run`] returned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// The recording's end: the trace is complete, with this many calls.
+    Finished(usize),
+    /// Asked to suspend; `run` goes on where it stopped.
+    Suspended,
+}
+
+/// The writer's encoding state: the trace so far, the functions, each thread's sequence.
+#[derive(Debug)]
+pub struct StreamEncoder<W: Write> {
+    output: PacketOutput<W>,
+    process: ProcessInfo,
+    functions: FunctionTable,
+    sequences: Vec<Option<SequenceWriter>>,
+}
+
+impl<W: Write> StreamEncoder<W> {
+    pub fn new(out: W, process: ProcessInfo) -> Self {
+        StreamEncoder {
+            output: PacketOutput::start(out, &process),
+            process,
+            functions: FunctionTable::new(),
+            sequences: Vec::new(),
+        }
+    }
+
+    fn calls(&self) -> usize {
+        self.sequences
+            .iter()
+            .flatten()
+            .map(SequenceWriter::calls)
+            .sum()
+    }
+
+    /// Encodes the pieces as they come until the recording's end or a suspension. Used chunks
+    /// go back to `pool`.
+    pub fn run(&mut self, pieces: &Receiver<Piece>, pool: &ChunkPool) -> io::Result<Stop> {
+        loop {
+            let Ok(piece) = pieces.recv() else {
+                return Err(io::Error::other(
+                    "the recording ended before its trace was finished",
+                ));
+            };
+            match piece {
+                Piece::Function(info) => {
+                    self.functions.intern(info);
+                }
+                Piece::Chunk(chunk) => {
+                    if self.sequences.len() <= chunk.thread {
+                        self.sequences.resize_with(chunk.thread + 1, || None);
+                    }
+                    let output = &mut self.output;
+                    let sequence = self.sequences[chunk.thread].get_or_insert_with(|| {
+                        let first_ts = chunk.events.first().map_or(0, |e| e.timestamp_ns);
+                        let thread = (chunk.tid, chunk.name.as_str());
+                        SequenceWriter::start(output, chunk.thread, &self.process, thread, first_ts)
+                    });
+                    sequence.events(output, &self.functions, chunk.events())?;
+                    if chunk.events.capacity() >= LATER_CHUNK_EVENTS {
+                        pool.recycle(chunk.events);
+                    }
+                }
+                Piece::CountCalls(reply) => {
+                    // The asker may have given up waiting.
+                    let _ = reply.send(self.calls());
+                }
+                Piece::Suspend => return Ok(Stop::Suspended),
+                Piece::Finish { end_ns } => {
+                    for sequence in self.sequences.iter_mut().flatten() {
+                        sequence.finish(&mut self.output, &self.functions, end_ns)?;
+                    }
+                    self.output.flush()?;
+                    return Ok(Stop::Finished(self.calls()));
+                }
+            }
+        }
+    }
+}
+
+/// Encodes the pieces into `out` until the recording's end; the calls written.
 pub fn encode_stream<W: Write>(
     pieces: &Receiver<Piece>,
     pool: &ChunkPool,
     out: W,
     process: &ProcessInfo,
 ) -> io::Result<usize> {
-    let mut output = PacketOutput::start(out, process);
-    let mut functions = FunctionTable::new();
-    let mut sequences: Vec<Option<SequenceWriter>> = Vec::new();
-    let calls = |sequences: &[Option<SequenceWriter>]| {
-        sequences
-            .iter()
-            .flatten()
-            .map(SequenceWriter::calls)
-            .sum::<usize>()
-    };
+    let mut encoder = StreamEncoder::new(out, process.clone());
     loop {
-        let Ok(piece) = pieces.recv() else {
-            return Err(io::Error::other(
-                "the recording ended before its trace was finished",
-            ));
-        };
-        match piece {
-            Piece::Function(info) => {
-                functions.intern(info);
-            }
-            Piece::Chunk(chunk) => {
-                if sequences.len() <= chunk.thread {
-                    sequences.resize_with(chunk.thread + 1, || None);
-                }
-                let sequence = sequences[chunk.thread].get_or_insert_with(|| {
-                    let first_ts = chunk.events.first().map_or(0, |e| e.timestamp_ns);
-                    let thread = (chunk.tid, chunk.name.as_str());
-                    SequenceWriter::start(&mut output, chunk.thread, process, thread, first_ts)
-                });
-                sequence.events(&mut output, &functions, chunk.events())?;
-                if chunk.events.capacity() >= LATER_CHUNK_EVENTS {
-                    pool.recycle(chunk.events);
-                }
-            }
-            Piece::CountCalls(reply) => {
-                // The asker may have given up waiting.
-                let _ = reply.send(calls(&sequences));
-            }
-            Piece::Finish { end_ns } => {
-                for sequence in sequences.iter_mut().flatten() {
-                    sequence.finish(&mut output, &functions, end_ns)?;
-                }
-                output.finish()?;
-                return Ok(calls(&sequences));
-            }
+        if let Stop::Finished(calls) = encoder.run(pieces, pool)? {
+            return Ok(calls);
         }
     }
 }
@@ -284,6 +502,28 @@ mod tests {
         (out, calls)
     }
 
+    /// Records `recording`'s functions and events again into `into`; `between` runs after the
+    /// functions, before the events.
+    fn record_again(into: &mut Recording, recording: &Recording, between: impl FnOnce(&Recording)) {
+        for (_, info) in recording.functions.iter() {
+            into.intern_function(info.clone());
+        }
+        between(into);
+        for thread in recording.threads() {
+            let index = into.ensure_thread(thread.tid(), thread.name());
+            for event in thread.events() {
+                let recorded = match event.detail() {
+                    Some(detail) => event.with_detail(detail),
+                    None => Recorded::from(*event),
+                };
+                into.thread_mut(index).unwrap().push(recorded);
+            }
+        }
+        if let Some(end) = recording.end_timestamp_ns() {
+            into.set_end_timestamp_ns(end);
+        }
+    }
+
     #[test]
     fn streamed_pieces_make_the_same_sequences_as_the_writer_at_exit() {
         for recording in [small_recording(), busy_recording(300)] {
@@ -368,20 +608,7 @@ mod tests {
 
         let (stream, writer) = start_perfetto(&path, recording.process.clone()).unwrap();
         let mut streaming = Recording::streaming(recording.process.clone(), stream);
-        for (_, info) in recording.functions.iter() {
-            streaming.intern_function(info.clone());
-        }
-        for thread in recording.threads() {
-            let index = streaming.ensure_thread(thread.tid(), thread.name());
-            for event in thread.events() {
-                let recorded = match event.detail() {
-                    Some(detail) => event.with_detail(detail),
-                    None => Recorded::from(*event),
-                };
-                streaming.thread_mut(index).unwrap().push(recorded);
-            }
-        }
-        streaming.set_end_timestamp_ns(recording.end_timestamp_ns().unwrap());
+        record_again(&mut streaming, &recording, |_| {});
         assert!(!path.exists(), "written under a temporary name first");
         assert!(streaming.finish_stream());
         assert_eq!(writer.finish().unwrap(), recording.call_count());
@@ -398,6 +625,26 @@ mod tests {
 
         // A directory that does not exist: an error at once.
         assert!(start_perfetto(&dir.join("missing/t.pftrace"), ProcessInfo::default()).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_writer_suspended_for_a_fork_wakes_when_the_recording_sends_again() {
+        let dir = std::env::temp_dir().join(format!("ferrotrace-fork-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("trace.pftrace");
+        let recording = busy_recording(20);
+        let (stream, writer) = start_perfetto(&path, recording.process.clone()).unwrap();
+        let mut streaming = Recording::streaming(recording.process.clone(), stream.clone());
+        record_again(&mut streaming, &recording, |_| {
+            before_fork();
+            assert!(stream.asleep.load(std::sync::atomic::Ordering::Acquire));
+        });
+        assert!(streaming.finish_stream());
+        assert!(!stream.asleep.load(std::sync::atomic::Ordering::Acquire));
+        assert_eq!(writer.finish().unwrap(), recording.call_count());
+        let written = std::fs::read(&path).unwrap();
+        assert_same_sequences(&written, &at_exit(&recording), "after a suspension");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -16,8 +16,9 @@
 //! events in memory, as a recording that does not stream does.
 
 use std::mem::ManuallyDrop;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 
 use super::{Event, Events, FunctionInfo};
 
@@ -35,6 +36,8 @@ pub enum Piece {
     CountCalls(SyncSender<usize>),
     /// Every thread's last chunk has been sent; calls still open end at `end_ns`.
     Finish { end_ns: Option<u64> },
+    /// The writer is to hand its state back and end its thread (before a fork).
+    Suspend,
 }
 
 /// Some consecutive events of one thread.
@@ -56,13 +59,26 @@ impl Chunk {
     }
 }
 
+/// What restarts a writer that is asleep (its owner's business: see [`ChunkStream::sleep`]).
+pub type Wake = Box<dyn Fn() + Send + Sync>;
+
 /// The recording's end of a stream: the channel to the writer and the pool of used chunks.
-#[derive(Debug)]
 pub struct ChunkStream {
     pid: u32,
     /// Leaked rather than dropped in a forked child (see the module's documentation).
     sender: ManuallyDrop<Sender<Piece>>,
     pool: ChunkPool,
+    pub(crate) asleep: AtomicBool,
+    wake: OnceLock<Wake>,
+}
+
+impl std::fmt::Debug for ChunkStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkStream")
+            .field("pid", &self.pid)
+            .field("asleep", &self.asleep)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Encoded chunks, cleared, for the recording threads to fill again.
@@ -94,6 +110,8 @@ impl ChunkStream {
             pid: std::process::id(),
             sender: ManuallyDrop::new(sender),
             pool: pool.clone(),
+            asleep: AtomicBool::new(false),
+            wake: OnceLock::new(),
         };
         (Arc::new(stream), receiver, pool)
     }
@@ -106,7 +124,29 @@ impl ChunkStream {
     /// Sends `piece` to the writer; false if there is no writer any more (it failed: the
     /// error is reported when the stream is finished). Only in the process that opened it.
     pub fn send(&self, piece: Piece) -> bool {
+        if self.asleep.swap(false, Ordering::AcqRel) {
+            if let Some(wake) = self.wake.get() {
+                wake();
+            }
+        }
         self.sender.send(piece).is_ok()
+    }
+
+    /// Says that the writer is asleep (its thread suspended): the next [`send`](Self::send)
+    /// first calls the function given to [`on_wake`](Self::on_wake). Pieces sent meanwhile
+    /// wait in the channel.
+    pub fn sleep(&self) {
+        self.asleep.store(true, Ordering::Release);
+    }
+
+    /// What wakes the writer; only the first function given is kept.
+    pub fn on_wake(&self, wake: Wake) {
+        let _ = self.wake.set(wake);
+    }
+
+    /// Another sender on the channel (for the writer's owner).
+    pub fn sender(&self) -> Sender<Piece> {
+        (*self.sender).clone()
     }
 
     /// An encoded chunk to fill again, if the writer returned one.

@@ -1,9 +1,11 @@
 """``ferrotrace trace``: run a program and record what its code does, natively.
 
 Events are kept in native per-thread buffers while the program runs (every call, no ring
-buffer) and written once at the end: when the program returns, calls ``sys.exit``, or dies of
-an uncaught exception (after its ``atexit`` handlers and its non-daemon threads). The program
-behaves as under plain ``python``: same ``sys.argv``, ``__main__``, exit code and tracebacks.
+buffer). A Perfetto file is written by a native thread while the program runs and completed at
+the end; Chrome JSON and text are written at the end. The end is when the program returns,
+calls ``sys.exit``, or dies of an uncaught exception (after its ``atexit`` handlers and its
+non-daemon threads). The program behaves as under plain ``python``: same ``sys.argv``,
+``__main__``, exit code and tracebacks.
 """
 
 from __future__ import annotations
@@ -228,9 +230,12 @@ class _Finisher:
     def __call__(self) -> None:
         if os.getpid() != self.pid:
             return  # a forked child that exits normally must not overwrite the parent's trace
-        self.recorder.stop()
         try:
-            self.recorder.write(self.output, self.format, color=self.color)
+            # A recorder with an output (a file in Chrome or Perfetto format) writes it as it
+            # stops; text and standard output are written here.
+            self.recorder.stop()
+            if not writes_itself(self.format, self.output):
+                self.recorder.write(self.output, self.format, color=self.color)
         except (OSError, ValueError) as error:
             print(f"ferrotrace trace: error: cannot write the trace: {error}", file=sys.stderr)
         else:
@@ -243,16 +248,23 @@ class _Finisher:
         exit_like_python(self.program)
 
 
+def writes_itself(fmt: str, output: str) -> bool:
+    """Whether the recorder is given the output file (Perfetto then streams it)."""
+    return fmt != "text" and output != "-"
+
+
 def main(argv: Sequence[str]) -> int:
     args, program = parse(build_parser(), argv)
     output = args.output or DEFAULT_OUTPUT[args.format]
     reprs = args.reprs if args.reprs is not None else args.format == "text"
+    destination = {"output": output, "format": args.format}
     try:
         recorder = Recorder(
             **filter_kwargs(args, default_events=DEFAULT_EVENTS[args.format]),
             reprs=reprs,
             # Only text shows where a frame returned or raised; finding it costs per event.
             exit_lines=args.format == "text",
+            **(destination if writes_itself(args.format, output) else {}),
         )
     except ValueError as error:
         raise CliError(str(error)) from None
@@ -272,6 +284,8 @@ def main(argv: Sequence[str]) -> int:
             recorder.start(all_threads=True)
         except RuntimeError as error:  # FerrotraceError, or no free sys.monitoring tool id
             raise CliError(str(error)) from None
+        except OSError as error:  # the streamed file could not be created after all
+            raise CliError(f"cannot write the trace to {output!r}: {error}") from None
         atexit.register(finisher)
 
     return program.run(on_start=start)
