@@ -53,14 +53,29 @@ struct Anchor {
     last_ns: u64,
 }
 
+/// This thread's recording state, in one thread-local (in a shared library every access to a
+/// thread-local is a call to `__tls_get_addr`, and a recorded event needs both): the clock's
+/// anchor, and the slot in which the record sink keeps the buffer this thread recorded into
+/// last (see [`crate::hook::record_sink`]).
+struct ThreadState {
+    anchor: Cell<Anchor>,
+    slot: Cell<BufferSlot>,
+}
+
+/// (serial of a record sink, index of this thread's buffer in its recording); serial 0: none.
+pub type BufferSlot = (u64, usize);
+
 thread_local! {
-    static ANCHOR: Cell<Anchor> = const {
-        Cell::new(Anchor {
-            counter: 0,
-            ns: 0,
-            ns_per_tick_q32: 0,
-            last_ns: 0,
-        })
+    static THREAD: ThreadState = const {
+        ThreadState {
+            anchor: Cell::new(Anchor {
+                counter: 0,
+                ns: 0,
+                ns_per_tick_q32: 0,
+                last_ns: 0,
+            }),
+            slot: Cell::new((0, 0)),
+        }
     };
 }
 
@@ -82,22 +97,40 @@ fn monotonic_ns() -> u64 {
 /// Nanoseconds since the process's recording clock started.
 #[inline]
 pub fn now_ns() -> u64 {
+    now_ns_with_slot(|ns, _| ns)
+}
+
+/// The time now (as [`now_ns`]) and this thread's buffer slot, in one thread-local access.
+#[inline]
+pub fn now_ns_with_slot<R>(f: impl FnOnce(u64, &Cell<BufferSlot>) -> R) -> R {
     let base = &*BASE;
-    let Some(base_counter) = base.counter else {
-        return monotonic_ns().saturating_sub(base.ns);
-    };
-    ANCHOR.with(|cell| {
-        let mut anchor = cell.get();
-        let ticks = read_counter().wrapping_sub(anchor.counter);
-        if anchor.ns_per_tick_q32 == 0 || ticks > MAX_ANCHOR_TICKS {
-            return reanchor(cell, base, base_counter);
-        }
-        let elapsed = (u128::from(ticks) * u128::from(anchor.ns_per_tick_q32)) >> 32;
-        let ns = (anchor.ns + elapsed as u64).max(anchor.last_ns);
-        anchor.last_ns = ns;
-        cell.set(anchor);
-        ns
+    THREAD.with(|thread| {
+        let ns = match base.counter {
+            Some(base_counter) => counter_ns(&thread.anchor, base, base_counter),
+            None => monotonic_ns().saturating_sub(base.ns),
+        };
+        f(ns, &thread.slot)
     })
+}
+
+/// This thread's buffer slot.
+#[inline]
+pub fn with_buffer_slot<R>(f: impl FnOnce(&Cell<BufferSlot>) -> R) -> R {
+    THREAD.with(|thread| f(&thread.slot))
+}
+
+#[inline]
+fn counter_ns(cell: &Cell<Anchor>, base: &Base, base_counter: u64) -> u64 {
+    let mut anchor = cell.get();
+    let ticks = read_counter().wrapping_sub(anchor.counter);
+    if anchor.ns_per_tick_q32 == 0 || ticks > MAX_ANCHOR_TICKS {
+        return reanchor(cell, base, base_counter);
+    }
+    let elapsed = (u128::from(ticks) * u128::from(anchor.ns_per_tick_q32)) >> 32;
+    let ns = (anchor.ns + elapsed as u64).max(anchor.last_ns);
+    anchor.last_ns = ns;
+    cell.set(anchor);
+    ns
 }
 
 #[cold]

@@ -28,7 +28,7 @@ pub type FastPath = fn(Python<'_>, &Bound<'_, PyAny>, &Bound<'_, PyAny>) -> bool
 ///
 /// # Safety
 /// As [`dispatch`].
-#[inline]
+#[inline(always)]
 pub unsafe fn try_fast(
     args: *mut *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,

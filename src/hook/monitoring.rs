@@ -795,7 +795,21 @@ impl Cached<'_, '_> {
 
     /// The line of a call, cached per start offset (looked up by `sink` the first time). None
     /// if the offset is not an int.
+    #[inline(always)]
     fn call_line(
+        &self,
+        py: Python<'_>,
+        call_lines: &mut CallLines,
+        sink: &RecordSink,
+        function: FunctionId,
+    ) -> Option<u32> {
+        match call_lines.get_by_object(self.offset.as_ptr() as usize) {
+            Some(line) => Some(line),
+            None => self.call_line_by_value(py, call_lines, sink, function),
+        }
+    }
+
+    fn call_line_by_value(
         &self,
         py: Python<'_>,
         call_lines: &mut CallLines,
@@ -813,7 +827,7 @@ impl Cached<'_, '_> {
             Some(line) => line,
             None => {
                 let line = sink.call_line_at(self.code, offset, function);
-                call_lines.insert(offset, line);
+                call_lines.insert(offset, line, self.offset.as_ptr() as usize);
                 line
             }
         })
@@ -876,7 +890,7 @@ fn record_to_one(
         _ => 0,
     };
     // Nothing is recorded if the thread is new to the sink: the general path names it.
-    sink.push_known(event.kind, target.function, line, now_ns())
+    sink.push_known(event.kind, target.function, line)
 }
 
 /// [`record_cached`] for several recorders: all of them record the event, or none does.
@@ -922,7 +936,7 @@ fn record_to_several(
     for target in targets {
         if event.step(target) == Step::Record && on_its_thread(target, &mut thread) {
             if let Some(sink) = target_sink(consumers, target) {
-                sink.push_known(event.kind, target.function, line, timestamp_ns);
+                sink.push_known_at(event.kind, target.function, line, timestamp_ns);
             }
         }
     }

@@ -23,6 +23,7 @@ use pyo3::prelude::*;
 
 use crate::hook::addr_hash::AddrMap;
 pub use crate::hook::clock::now_ns;
+use crate::hook::clock::{self, BufferSlot};
 use crate::output::streaming::{self, StreamingWriter};
 use crate::protocol::TraceEvent;
 use crate::record::{
@@ -37,9 +38,6 @@ static NEXT_SINK_SERIAL: AtomicU64 = AtomicU64::new(1);
 thread_local! {
     /// This OS thread's id (`gettid`), 0 until first asked.
     static NATIVE_TID: Cell<u64> = const { Cell::new(0) };
-    /// (serial of the sink, index of this thread's buffer in its recording) for the sink
-    /// this thread recorded into last: a thread finds its buffer without a lookup.
-    static LAST_BUFFER: Cell<(u64, usize)> = const { Cell::new((0, 0)) };
 }
 
 fn native_tid() -> u64 {
@@ -188,24 +186,52 @@ fn is_exception(kind: EventKind) -> bool {
 
 /// The lines of a code object's call events by start offset: a function starts at the same
 /// offset every time, and a generator resumes at one of a few, so each line is looked up once.
+/// An offset may also be found by the address of the int object that `sys.monitoring` passed
+/// for it, if that is one of CPython's small ints (immortal and shared since 3.12, so the
+/// address stays that value's).
 #[derive(Default)]
-pub struct CallLines(Vec<(i64, u32)>);
+pub struct CallLines(Vec<CallLine>);
+
+struct CallLine {
+    offset: i64,
+    line: u32,
+    /// The address of the small int for `offset`, or 0.
+    object: usize,
+}
 
 impl CallLines {
     /// Offsets kept per code object; a code object resuming at more offsets looks the others
     /// up each time.
     const MAX: usize = 16;
+    /// The largest of CPython's small ints.
+    const LARGEST_SMALL_INT: i64 = 256;
 
     #[inline]
     pub fn get(&self, offset: i64) -> Option<u32> {
         self.0
             .iter()
-            .find_map(|&(at, line)| (at == offset).then_some(line))
+            .find_map(|entry| (entry.offset == offset).then_some(entry.line))
     }
 
-    pub fn insert(&mut self, offset: i64, line: u32) {
+    /// The line of the offset whose int object is at `object` (an offset seen before as a
+    /// small int).
+    #[inline(always)]
+    pub fn get_by_object(&self, object: usize) -> Option<u32> {
+        self.0
+            .iter()
+            .find_map(|entry| (entry.object == object).then_some(entry.line))
+    }
+
+    /// Keeps `line` for `offset`; `object`: the address of the int object passed for it, if
+    /// known (0 if not).
+    pub fn insert(&mut self, offset: i64, line: u32, object: usize) {
         if self.0.len() < Self::MAX {
-            self.0.push((offset, line));
+            let small = (0..=Self::LARGEST_SMALL_INT).contains(&offset) && cfg!(Py_3_12);
+            self.0.push(CallLine {
+                offset,
+                line,
+                object: if small { object } else { 0 },
+            });
         }
     }
 }
@@ -372,9 +398,21 @@ impl RecordSink {
     }
 
     /// Records an event that [`Self::records_plainly`], of a function the sink knows, on the
-    /// line given; false (nothing recorded) if the calling thread has no buffer yet.
+    /// line given, stamped now; false (nothing recorded) if the calling thread has no buffer
+    /// yet.
     #[inline(always)]
-    pub fn push_known(
+    pub fn push_known(&mut self, kind: EventKind, function: FunctionId, line: u32) -> bool {
+        clock::now_ns_with_slot(|timestamp_ns, slot| {
+            let Some(buffer) = self.buffer_in(slot) else {
+                return false;
+            };
+            self.push_plain(buffer, Event::new(kind, function, line, timestamp_ns));
+            true
+        })
+    }
+
+    /// As [`Self::push_known`], with the timestamp given.
+    pub fn push_known_at(
         &mut self,
         kind: EventKind,
         function: FunctionId,
@@ -384,13 +422,18 @@ impl RecordSink {
         let Some(buffer) = self.current_buffer() else {
             return false;
         };
+        self.push_plain(buffer, Event::new(kind, function, line, timestamp_ns));
+        true
+    }
+
+    #[inline(always)]
+    fn push_plain(&mut self, buffer: usize, event: Event) {
         if let Some(thread) = self.recording.thread_mut(buffer) {
             thread.push(Recorded {
-                event: Event::new(kind, function, line, timestamp_ns),
+                event,
                 detail: None,
             });
         }
-        true
     }
 
     /// Records the event with the pieces gathered outside the engine's borrow.
@@ -462,12 +505,19 @@ impl RecordSink {
 
     #[inline]
     fn current_buffer(&self) -> Option<usize> {
-        let (serial, index) = LAST_BUFFER.with(Cell::get);
+        clock::with_buffer_slot(|slot| self.buffer_in(slot))
+    }
+
+    /// The calling thread's buffer, from its slot (the buffer it recorded into last, if that
+    /// was in this sink) or looked up.
+    #[inline(always)]
+    fn buffer_in(&self, slot: &Cell<BufferSlot>) -> Option<usize> {
+        let (serial, index) = slot.get();
         if serial == self.serial {
             return Some(index);
         }
         let index = *self.threads.get(&native_tid())?;
-        LAST_BUFFER.with(|cell| cell.set((self.serial, index)));
+        slot.set((self.serial, index));
         Some(index)
     }
 
@@ -475,7 +525,7 @@ impl RecordSink {
         let tid = native_tid();
         let index = self.recording.ensure_thread(tid, name);
         self.threads.insert(tid, index);
-        LAST_BUFFER.with(|cell| cell.set((self.serial, index)));
+        clock::with_buffer_slot(|slot| slot.set((self.serial, index)));
         index
     }
 }
@@ -497,7 +547,7 @@ fn line_of(
                     Some(line) => line,
                     None => {
                         let line = call_line(occurrence, table, function);
-                        known.call_lines.insert(offset, line);
+                        known.call_lines.insert(offset, line, 0);
                         line
                     }
                 }
