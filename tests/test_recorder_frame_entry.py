@@ -16,6 +16,7 @@ Python callback (or line events) beside such a recorder gets exactly its own str
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sys
 import threading
 from pathlib import Path
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 THIS_FILE = str(Path(__file__).resolve())
+TRACE_FILES = itertools.count()
 
 
 # --- the recorded program ---------------------------------------------------------------------
@@ -210,14 +212,28 @@ def parse_text(text: str) -> dict[str, list[tuple[str, ...]]]:
     return {name: events for name, events in threads.items() if events}
 
 
-def record(tmp_path: Path, *, at_entry: bool, **kwargs) -> tuple[dict, int]:
-    """The program's events as a call/return recorder records them, on the frame-evaluation
-    route or (``at_entry=False``) through the trace hook; and how many frames were recorded at
-    their entry (on every thread)."""
-    recursion = kwargs.pop("recursion", True)
+def read_back(recorder: ferrotrace.Recorder, tmp_path: Path) -> dict:
+    """The recording, written in the text format and parsed back."""
+    path = tmp_path / f"trace-{next(TRACE_FILES)}.txt"
+    recorder.write(path, "text")
+    return parse_text(path.read_text())
+
+
+def record(
+    tmp_path: Path,
+    *,
+    at_entry: bool,
+    recursion: bool = True,
+    events: str = "call,return",
+    **kwargs,
+) -> tuple[dict, int]:
+    """The program's events as a recorder of `events` (of this file's code, and `kwargs`'s
+    other filters) records them, on the frame-evaluation route or (``at_entry=False``)
+    through the trace hook; and how many frames were recorded at their entry (on every
+    thread)."""
     previous = _native._record_at_frame_entry(at_entry)
     before = _native._frames_recorded_at_entry()
-    recorder = ferrotrace.Recorder(files=[THIS_FILE], events="call,return", **kwargs)
+    recorder = ferrotrace.Recorder(files=[THIS_FILE], events=events, **kwargs)
     try:
         recorder.start(all_threads=True)
         try:
@@ -227,9 +243,7 @@ def record(tmp_path: Path, *, at_entry: bool, **kwargs) -> tuple[dict, int]:
     finally:
         _native._record_at_frame_entry(previous)
     at_entry_count = _native._frames_recorded_at_entry() - before
-    path = tmp_path / f"trace-{at_entry}-{len(kwargs)}.txt"
-    recorder.write(path, "text")
-    return parse_text(path.read_text()), at_entry_count
+    return read_back(recorder, tmp_path), at_entry_count
 
 
 def settrace_calls_and_returns() -> dict[str, list[tuple[str, str, str]]]:
@@ -267,8 +281,8 @@ def test_the_frame_entry_route_records_what_the_trace_hook_route_does(
     # frame's RecursionError at the recursion limit, where `str()` of it fails, and records the
     # type alone; the frame-evaluation route describes it after the frame, one level up.
     kwargs = {"reprs": True, "recursion": False} if reprs else {}
-    at_entry, recorded_at_entry = record(tmp_path, at_entry=True, **dict(kwargs))
-    through_hook, recorded_through_hook = record(tmp_path, at_entry=False, **dict(kwargs))
+    at_entry, recorded_at_entry = record(tmp_path, at_entry=True, **kwargs)
+    through_hook, recorded_through_hook = record(tmp_path, at_entry=False, **kwargs)
     assert recorded_at_entry > 50
     assert recorded_through_hook == 0
     assert set(at_entry) == {"MainThread", "w0", "w1"}
@@ -301,11 +315,9 @@ def test_generator_resumptions_and_unwinds_in_detail(tmp_path: Path) -> None:
         except ValueError:
             pass
     assert _native._frames_recorded_at_entry() - before == 4
-    path = tmp_path / "trace.txt"
-    recorder.write(path, "text")
     events = [
         (kind, int(line), function, detail)
-        for kind, line, function, detail in parse_text(path.read_text())["MainThread"]
+        for kind, line, function, detail in read_back(recorder, tmp_path)["MainThread"]
     ]
     first = counter.__code__.co_firstlineno
     yield_line = first + 3
@@ -345,9 +357,7 @@ def test_a_tracer_beside_the_recorder_gets_exactly_its_stream(tmp_path: Path) ->
         finally:
             tracer.stop()
             recorder.stop()
-        path = tmp_path / f"beside-{with_recorder}.txt"
-        recorder.write(path, "text")
-        return seen, parse_text(path.read_text())
+        return seen, read_back(recorder, tmp_path)
 
     alone, _ = tracer_stream(with_recorder=False)
     beside, recorded = tracer_stream(with_recorder=True)
@@ -357,3 +367,72 @@ def test_a_tracer_beside_the_recorder_gets_exactly_its_stream(tmp_path: Path) ->
     assert beside == alone
     recorded_alone, _ = record(tmp_path, at_entry=True, recursion=False)
     assert recorded == recorded_alone
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {"functions": ["generators", "worker", "exceptions"], "depth": 2},
+        {"threads": ["w0"]},
+        {"events": "call"},
+        {"events": "return", "reprs": True},
+    ],
+    ids=["depth", "threads", "calls only", "returns only"],
+)
+def test_other_filters_record_the_same_on_both_routes(tmp_path: Path, filters: dict) -> None:
+    """A `depth` window, a thread filter, or one of the two events: the general path decides
+    which frames are recorded at their entry; what is recorded is the trace hook's."""
+    filters = dict(filters)
+    events = filters.pop("events", "call,return")
+    at_entry, recorded_at_entry = record(
+        tmp_path, at_entry=True, recursion=False, events=events, **filters
+    )
+    through_hook, _ = record(tmp_path, at_entry=False, recursion=False, events=events, **filters)
+    assert recorded_at_entry > 0
+    assert at_entry and at_entry == through_hook
+
+
+def sets_trace_midway(collector):
+    sys.settrace(collector)
+    fib(3)
+    sys.settrace(None)
+    return "set and unset"
+
+
+def test_a_foreign_trace_function_keeps_its_events_and_the_recording_stays_whole(
+    tmp_path: Path,
+) -> None:
+    """`sys.settrace` called inside a frame recorded at its entry: the frames it then traces go
+    through the trace hook (the foreign function first, as CPython would call it alone), and
+    the recording still has every call and return, the outer frame's included."""
+
+    def trace_midway(with_recorder: bool) -> tuple[list, dict]:
+        seen: list[tuple[str, str, int]] = []
+
+        def collector(frame, event, arg):
+            seen.append((event, frame.f_code.co_name, frame.f_lineno))
+            return collector
+
+        recorder = ferrotrace.Recorder(files=[THIS_FILE], events="call,return")
+        if with_recorder:
+            recorder.start()
+        try:
+            sets_trace_midway(collector)
+        finally:
+            sys.settrace(None)
+            recorder.stop()
+        return seen, read_back(recorder, tmp_path)
+
+    alone, _ = trace_midway(with_recorder=False)
+    beside, recorded = trace_midway(with_recorder=True)
+    assert {event for event, _, _ in alone} == {"call", "line", "return"}
+    assert beside == alone
+    first = sets_trace_midway.__code__.co_firstlineno
+    calls = [(kind, function) for kind, _, function, _ in recorded["MainThread"]]
+    fib_3 = ["call", "call", "call", "return", "call", "return", "return", "call", "return"]
+    assert calls == [
+        ("call", "sets_trace_midway"),
+        *[(kind, "fib") for kind in [*fib_3, "return"]],
+        ("return", "sets_trace_midway"),
+    ]
+    assert recorded["MainThread"][-1][1] == str(first + 4)
