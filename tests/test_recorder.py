@@ -815,3 +815,20 @@ def test_a_child_forked_while_streaming_keeps_its_events_and_writes_nothing(
         ("MainThread", "fails"): 2 * 20,
     }
     assert unfinished == 0
+
+
+def test_code_objects_made_and_dropped_while_recording() -> None:
+    """Each new code object gets what the fast path keeps for it, freed with the code object:
+    code made and dropped by the hundred, recorders coming and going, every call kept."""
+    for _ in range(3):
+        recorder = ferrotrace.Recorder(functions=["made"], exit_lines=False)
+        with recorder:
+            for i in range(200):
+                namespace: dict = {}
+                exec(compile(f"def made():\n    return {i}\n", "<made>", "exec"), namespace)
+                assert namespace["made"]() == i
+                assert namespace["made"]() == i
+                del namespace
+        assert recorder.call_count == 2 * 200
+        del recorder
+        gc.collect()

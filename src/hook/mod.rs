@@ -4,7 +4,8 @@
 //! uses; on 3.12+ CPython drives it from `sys.monitoring` itself.
 //! `consumer`, `decision`, `delivery`: filtered tracers as every backend sees them, which
 //! code they want, and how one event reaches them.
-//! `monitoring` (3.12+): ferrotrace's own `sys.monitoring` tool, for filtered tracers.
+//! `monitoring` (3.12+): ferrotrace's own `sys.monitoring` tool, for filtered tracers;
+//! `monitoring_record`: its fast path for recorders of calls and returns.
 //! `evalframe` (3.11): the PEP 523 frame-evaluation hook, which switches a C trace hook on
 //! only while a frame some filtered tracer wants runs; `frame_record`: the frames it records
 //! itself, with no trace hook (recorders of calls and returns).
@@ -29,4 +30,6 @@ pub mod frame_record;
 pub mod legacy;
 #[cfg(Py_3_12)]
 pub mod monitoring;
+#[cfg(Py_3_12)]
+pub mod monitoring_record;
 pub mod record_sink;

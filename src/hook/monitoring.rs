@@ -26,11 +26,10 @@ use crate::hook::decision::{
 };
 use crate::hook::delivery::{self, EventFrame};
 use crate::hook::fastcall;
-use crate::hook::record_sink::{
-    now_ns, record_kind, CallLines, LineSource, Missing, Occurrence, RecordSink,
-};
+use crate::hook::monitoring_record::{self, record_cached};
+use crate::hook::record_sink::{now_ns, record_kind, LineSource, Missing, Occurrence};
 use crate::protocol::TraceEvent;
-use crate::record::{EventKind, FunctionId};
+use crate::record::EventKind;
 
 // `sys.monitoring.events` bits (stable since 3.12).
 const PY_START: u32 = 1;
@@ -61,49 +60,6 @@ struct CodeEntry {
     /// Which consumers (by id) want this code.
     wanted_by: Vec<u64>,
     local_events: u32,
-    /// What the recording fast path knows of the consumers that want this code.
-    recorders: Recorders,
-}
-
-/// The recording fast path's view of one code object (see [`record_cached`]): found once per
-/// code object and registry generation instead of per event.
-enum Recorders {
-    /// Not looked at yet in this generation, or a sink had not seen the code yet.
-    Unknown,
-    /// Some consumer of this generation is not a plain recorder: the general path.
-    General { generation: u64 },
-    /// Every consumer is a recorder without `depth` or thread-name filter, and each one that
-    /// wants this code has seen it.
-    Plain {
-        generation: u64,
-        targets: Vec<RecordTarget>,
-        call_lines: CallLines,
-    },
-}
-
-/// A recorder that wants the code: where it is in the registry, the code's function id in its
-/// sink, and what it does with each event the fast path takes.
-struct RecordTarget {
-    index: usize,
-    id: u64,
-    /// The sink's serial when `function` was read (the ids change with it).
-    serial: u64,
-    function: FunctionId,
-    /// The only thread it records (a recorder started without `all_threads`).
-    thread: Option<u64>,
-    on_call: Step,
-    on_return: Step,
-}
-
-/// What a recorder does with an event on the fast path.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Step {
-    /// Records it: no detail, and the line is the call's or none.
-    Record,
-    /// Its filter leaves the event out.
-    Skip,
-    /// It needs the general path (a repr or an exit line).
-    General,
 }
 
 struct Engine {
@@ -478,7 +434,6 @@ fn wanted_by(
                 _code: code.clone().unbind(),
                 wanted_by: ids.clone(),
                 local_events: 0,
-                recorders: Recorders::Unknown,
             },
         )
     });
@@ -682,265 +637,18 @@ fn record_fast(
     handled
 }
 
-/// Whether `consumer` can take its events through [`record_cached`]: a recorder without
-/// `depth` or thread-name filter (a `depth` scopes frames per call; a thread name is looked up
-/// per thread) that has not been switched off on a thread.
-fn is_plain_recorder(consumer: &Consumer) -> bool {
-    matches!(consumer.sink, Sink::Record(_))
-        && consumer.filter.depth() == 0
-        && consumer.filter.spec().threads.is_empty()
-        && consumer.failed_threads.is_empty()
-}
-
-/// Finds the recorders of this generation that want the code of `entry` (see [`Recorders`]).
-fn find_recorders(entry: &CodeEntry, code: &Bound<'_, PyAny>, consumers: &[Consumer]) -> Recorders {
-    let generation = consumer::registry_generation();
-    if entry.wanted_by.is_empty() || !consumers.iter().all(is_plain_recorder) {
-        return Recorders::General { generation };
+/// After the general path took a call or return of `code`: lets the next ones take the
+/// recording fast path if they can (see [`monitoring_record`]).
+fn refresh_fast_path(py: Python<'_>, code: &Bound<'_, PyAny>, event: TraceEvent) {
+    if !matches!(event, TraceEvent::Call | TraceEvent::Return)
+        || monitoring_record::is_current(code)
+    {
+        return;
     }
-    let mut targets = Vec::with_capacity(entry.wanted_by.len());
-    for &id in &entry.wanted_by {
-        let Some(index) = consumers.iter().position(|c| c.id == id) else {
-            return Recorders::General { generation };
-        };
-        let consumer = &consumers[index];
-        let Sink::Record(sink) = &consumer.sink else {
-            return Recorders::General { generation };
-        };
-        let Some(function) = sink.function_of(code) else {
-            return Recorders::Unknown;
-        };
-        let events = consumer.filter.events();
-        let step = |event: TraceEvent, kind: EventKind| match events.contains(event) {
-            false => Step::Skip,
-            true if sink.records_plainly(kind) => Step::Record,
-            true => Step::General,
-        };
-        targets.push(RecordTarget {
-            index,
-            id,
-            serial: sink.serial(),
-            function,
-            thread: consumer.thread,
-            on_call: step(TraceEvent::Call, EventKind::Call),
-            on_return: step(TraceEvent::Return, EventKind::Return),
-        });
-    }
-    Recorders::Plain {
-        generation,
-        targets,
-        call_lines: CallLines::default(),
-    }
-}
-
-/// The recording fast path of `PY_START`/`PY_RESUME` (`kind` `Call`) and `PY_RETURN`/`PY_YIELD`
-/// (`Return`): once every recorder that wants `code` has seen it (see [`Recorders`]), an event
-/// is one lookup of the code and a push into each recorder's thread buffer, with the call's
-/// line cached per start offset. False (nothing recorded) when the general path must take it.
-fn record_cached(
-    py: Python<'_>,
-    code: &Bound<'_, PyAny>,
-    kind: EventKind,
-    offset: &Bound<'_, PyAny>,
-) -> bool {
     let key = code.as_ptr() as usize;
-    with_engine(py, |engine| {
-        let Some(entry) = engine.codes.get_mut(&key) else {
-            return false;
-        };
-        with_consumers(py, |consumers| {
-            let generation = consumer::registry_generation();
-            let current = match &entry.recorders {
-                Recorders::Unknown => false,
-                Recorders::General { generation: at } | Recorders::Plain { generation: at, .. } => {
-                    *at == generation
-                }
-            };
-            if !current {
-                entry.recorders = find_recorders(entry, code, consumers);
-            }
-            let Recorders::Plain {
-                targets,
-                call_lines,
-                ..
-            } = &mut entry.recorders
-            else {
-                return false;
-            };
-            let event = Cached { code, kind, offset };
-            match targets.as_slice() {
-                [one] => record_to_one(py, one, call_lines, consumers, &event),
-                several => record_to_several(py, several, call_lines, consumers, &event),
-            }
-        })
-    })
-}
-
-/// An event on the fast path.
-struct Cached<'a, 'py> {
-    code: &'a Bound<'py, PyAny>,
-    /// `Call` or `Return`.
-    kind: EventKind,
-    /// The instruction offset, as sys.monitoring passed it.
-    offset: &'a Bound<'py, PyAny>,
-}
-
-impl Cached<'_, '_> {
-    fn step(&self, target: &RecordTarget) -> Step {
-        match self.kind {
-            EventKind::Call => target.on_call,
-            _ => target.on_return,
-        }
+    if let Some(wanted_by) = with_engine(py, |e| e.codes.get(&key).map(|c| c.wanted_by.clone())) {
+        monitoring_record::refresh(py, code, &wanted_by);
     }
-
-    /// The line of a call, cached per start offset (looked up by `sink` the first time). None
-    /// if the offset is not an int.
-    #[inline(always)]
-    fn call_line(
-        &self,
-        py: Python<'_>,
-        call_lines: &mut CallLines,
-        sink: &RecordSink,
-        function: FunctionId,
-    ) -> Option<u32> {
-        match call_lines.get_by_object(self.offset.as_ptr() as usize) {
-            Some(line) => Some(line),
-            None => self.call_line_by_value(py, call_lines, sink, function),
-        }
-    }
-
-    fn call_line_by_value(
-        &self,
-        py: Python<'_>,
-        call_lines: &mut CallLines,
-        sink: &RecordSink,
-        function: FunctionId,
-    ) -> Option<u32> {
-        // SAFETY: the GIL is held; any object is accepted.
-        let offset = unsafe { ffi::PyLong_AsLong(self.offset.as_ptr()) };
-        if offset == -1 && PyErr::occurred(py) {
-            // Not an offset after all: the general path reports it.
-            drop(PyErr::fetch(py));
-            return None;
-        }
-        Some(match call_lines.get(offset) {
-            Some(line) => line,
-            None => {
-                let line = sink.call_line_at(self.code, offset, function);
-                call_lines.insert(offset, line, self.offset.as_ptr() as usize);
-                line
-            }
-        })
-    }
-}
-
-/// The recorder `target` if it is still the one found, with the same function ids.
-#[inline]
-fn target_sink<'c>(
-    consumers: &'c mut [Consumer],
-    target: &RecordTarget,
-) -> Option<&'c mut RecordSink> {
-    match consumers.get_mut(target.index) {
-        Some(Consumer {
-            id,
-            sink: Sink::Record(sink),
-            failed_threads,
-            ..
-        }) if *id == target.id && sink.serial() == target.serial && failed_threads.is_empty() => {
-            Some(sink)
-        }
-        _ => None,
-    }
-}
-
-/// Whether `target` records on the calling thread (`thread` caches its ident).
-fn on_its_thread(target: &RecordTarget, thread: &mut Option<u64>) -> bool {
-    target.thread.is_none_or(|only| {
-        // SAFETY: always safe to call.
-        only == *thread.get_or_insert_with(|| unsafe { ffi::PyThread_get_thread_ident() } as u64)
-    })
-}
-
-/// [`record_cached`] for the usual single recorder.
-#[inline]
-fn record_to_one(
-    py: Python<'_>,
-    target: &RecordTarget,
-    call_lines: &mut CallLines,
-    consumers: &mut [Consumer],
-    event: &Cached<'_, '_>,
-) -> bool {
-    match event.step(target) {
-        Step::Record => {}
-        Step::Skip => return true,
-        Step::General => return false,
-    }
-    if !on_its_thread(target, &mut None) {
-        return true;
-    }
-    let Some(sink) = target_sink(consumers, target) else {
-        return false;
-    };
-    // A return's line is not kept (`Step::Record`).
-    let line = match event.kind {
-        EventKind::Call => match event.call_line(py, call_lines, sink, target.function) {
-            Some(line) => line,
-            None => return false,
-        },
-        _ => 0,
-    };
-    // Nothing is recorded if the thread is new to the sink: the general path names it.
-    sink.push_known(event.kind, target.function, line)
-}
-
-/// [`record_cached`] for several recorders: all of them record the event, or none does.
-fn record_to_several(
-    py: Python<'_>,
-    targets: &[RecordTarget],
-    call_lines: &mut CallLines,
-    consumers: &mut [Consumer],
-    event: &Cached<'_, '_>,
-) -> bool {
-    let mut thread = None;
-    let mut line = None;
-    for target in targets {
-        match event.step(target) {
-            Step::Record => {}
-            Step::Skip => continue,
-            Step::General => return false,
-        }
-        if !on_its_thread(target, &mut thread) {
-            continue;
-        }
-        let Some(sink) = target_sink(consumers, target) else {
-            return false;
-        };
-        if !sink.knows_current_thread() {
-            return false;
-        }
-        if line.is_none() {
-            line = match event.kind {
-                EventKind::Call => event.call_line(py, call_lines, sink, target.function),
-                _ => Some(0),
-            };
-            if line.is_none() {
-                return false;
-            }
-        }
-    }
-    let Some(line) = line else {
-        // No recorder takes the event.
-        return true;
-    };
-    let timestamp_ns = now_ns();
-    for target in targets {
-        if event.step(target) == Step::Record && on_its_thread(target, &mut thread) {
-            if let Some(sink) = target_sink(consumers, target) {
-                sink.push_known_at(event.kind, target.function, line, timestamp_ns);
-            }
-        }
-    }
-    true
 }
 
 /// Delivers one legacy event to every consumer that wants `code` on this thread.
@@ -954,6 +662,7 @@ fn deliver(
     source: Source<'_, '_>,
 ) -> PyResult<()> {
     if record_fast(py, code, event, arg, line, &source) {
+        refresh_fast_path(py, code, event);
         return Ok(());
     }
     let mut ids = wanted_by(py, code, None)?;
@@ -984,6 +693,7 @@ fn deliver(
         occurrence,
     };
     let outcome = delivery::deliver(py, &ids, &site, event, arg);
+    refresh_fast_path(py, code, event);
     if final_exit {
         delivery::forget_frame(py, raw_frame as usize);
     }
@@ -1060,6 +770,7 @@ fn decide_frame_scope(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<Frame
 fn on_start(py: Python<'_>, code: &Bound<'_, PyAny>, offset: i64) -> PyResult<Py<PyAny>> {
     let none = py.None().into_bound(py);
     if record_fast(py, code, TraceEvent::Call, &none, None, &Source::at(offset)) {
+        refresh_fast_path(py, code, TraceEvent::Call);
         return Ok(py.None());
     }
     match decide_frame_scope(py, code)? {
