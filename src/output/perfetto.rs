@@ -243,18 +243,25 @@ impl<W: Write> PacketOutput<W> {
         PacketOutput { buffer, out }
     }
 
+    #[inline]
     fn flush_if_full(&mut self) -> io::Result<()> {
         if self.buffer.bytes().len() >= FLUSH_BYTES {
-            self.out.write_all(self.buffer.bytes())?;
-            self.buffer.clear();
+            self.write_out()
+        } else {
+            Ok(())
         }
+    }
+
+    #[cold]
+    fn write_out(&mut self) -> io::Result<()> {
+        self.out.write_all(self.buffer.bytes())?;
+        self.buffer.clear();
         Ok(())
     }
 
     /// Writes out what is buffered and flushes `out`.
     pub fn flush(&mut self) -> io::Result<()> {
-        self.out.write_all(self.buffer.bytes())?;
-        self.buffer.clear();
+        self.write_out()?;
         self.out.flush()
     }
 

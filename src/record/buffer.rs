@@ -73,23 +73,28 @@ impl ThreadBuffer {
     pub fn push(&mut self, recorded: impl Into<Recorded>) {
         let Recorded { mut event, detail } = recorded.into();
         event.set_has_detail(detail.is_some());
+        if let Some(detail) = detail {
+            self.details.push(detail);
+        }
         match self.chunks.last_mut() {
             Some(chunk) if chunk.len() < chunk.capacity() => chunk.push(event),
             _ => self.push_to_new_chunk(event),
-        }
-        // After the event: a full chunk handed to a writer takes the details it has so far.
-        if let Some(detail) = detail {
-            self.details.push(detail);
         }
         self.len += 1;
     }
 
     #[cold]
     fn push_to_new_chunk(&mut self, event: Event) {
-        let recycled = if self.chunks.is_empty() {
+        let recycled = if self.chunks.is_empty() || self.stream.is_none() {
             None
         } else {
-            self.send_chunks()
+            // The new event's detail, if it has one, is already pushed: it stays here.
+            let kept = self
+                .details
+                .split_off(self.details.len() - usize::from(event.has_detail()));
+            let recycled = self.send_chunks();
+            self.details.extend(kept);
+            recycled
         };
         let mut chunk = match recycled {
             Some(chunk) => chunk,
