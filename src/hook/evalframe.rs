@@ -36,7 +36,7 @@ use crate::hook::backend::NotStarted;
 use crate::hook::consumer::{self, with_consumers, Consumer, Sink};
 use crate::hook::decision::{code_names, depth_scope, library_environment, thread_consumers};
 use crate::hook::delivery::{self, EventFrame};
-use crate::hook::frame_record::{self, served_at_entry_and_exit, Entry};
+use crate::hook::frame_record::{self, served_at_entry_and_exit, Entry, PlainRecord};
 use crate::hook::legacy::never_unwind;
 use crate::hook::record_sink::{now_ns, record_kind, LineSource, Occurrence};
 use crate::protocol::TraceEvent;
@@ -73,9 +73,17 @@ struct Engine {
     /// Whether ferrotrace's eval-frame function is installed.
     installed: bool,
     environment: Option<Environment>,
-    /// Code objects some consumer wants, with those consumers (the reference keeps the
-    /// address from being reused while the entry lives).
-    wanted: AddrMap<usize, (Py<PyAny>, Arc<[u64]>)>,
+    /// Code objects some consumer wants (the reference keeps the address from being reused
+    /// while the entry lives).
+    wanted: AddrMap<usize, WantedCode>,
+}
+
+/// A code object some consumer wants.
+struct WantedCode {
+    _code: Py<PyAny>,
+    consumers: Arc<[u64]>,
+    /// How its frames are recorded with no lookup, once known (see `frame_record`).
+    plain: Option<PlainRecord>,
 }
 
 /// Only touched with the GIL held, never across a call into Python (see `consumer`).
@@ -330,7 +338,8 @@ unsafe fn matching_consumers(py: Python<'_>, frame: *const InterpreterFrame) -> 
         Some(false) => return Ok(Vec::new()),
         Some(true) => {
             let key = code as usize;
-            if let Some(ids) = with_engine(py, |e| e.wanted.get(&key).map(|w| w.1.to_vec())) {
+            if let Some(ids) = with_engine(py, |e| e.wanted.get(&key).map(|w| w.consumers.to_vec()))
+            {
                 return Ok(ids);
             }
         }
@@ -358,9 +367,14 @@ unsafe fn matching_consumers(py: Python<'_>, frame: *const InterpreterFrame) -> 
     }
     if !ids.is_empty() {
         let replaced = with_engine(py, |engine| {
-            engine
-                .wanted
-                .insert(code as usize, (code_object.unbind(), ids.as_slice().into()))
+            engine.wanted.insert(
+                code as usize,
+                WantedCode {
+                    _code: code_object.unbind(),
+                    consumers: ids.as_slice().into(),
+                    plain: None,
+                },
+            )
         });
         drop(replaced);
     }
@@ -495,24 +509,55 @@ unsafe fn record_frame(
     if cached_decision(code, GENERATION.load(Ordering::Relaxed)) != Some(true) {
         return None;
     }
-    let consumers = with_engine(py, |e| e.wanted.get(&(code as usize)).map(|w| w.1.clone()))?;
+    let key = code as usize;
+    let (consumers, plain) = with_engine(py, |e| {
+        e.wanted.get(&key).map(|w| (w.consumers.clone(), w.plain))
+    })?;
     let raw_frame = frame.cast::<ffi::_PyInterpreterFrame>();
     match frame_record::entry(tstate, frame, throwflag) {
         Entry::Call(offset) => {
-            // SAFETY (both): the caller's guarantees are passed on; the frame is alive until
-            // its owner clears it after we return.
+            // SAFETY (all three): the caller's guarantees are passed on; the frame is alive
+            // until its owner clears it after we return.
             let _ = panic::catch_unwind(AssertUnwindSafe(|| unsafe {
-                frame_record::record_call(py, &consumers, frame, offset)
+                if !plain.is_some_and(|plain| plain.record_call(py, offset)) {
+                    frame_record::record_call(py, &consumers, frame, offset);
+                    // First seen, or the sink changed (or the thread was new to it).
+                    if plain.is_none_or(|plain| plain.is_call_at(offset)) {
+                        learn_plain_record(py, key, &consumers, frame, offset);
+                    }
+                }
             }));
             count_recorded_at_entry();
             let result = previous_eval()(tstate, raw_frame, throwflag);
             let _ = panic::catch_unwind(AssertUnwindSafe(|| unsafe {
-                frame_record::record_exit(py, &consumers, frame, result)
+                if result.is_null() || !plain.is_some_and(|plain| plain.record_return(py)) {
+                    frame_record::record_exit(py, &consumers, frame, result);
+                }
             }));
             Some(result)
         }
         Entry::Silent => Some(previous_eval()(tstate, raw_frame, throwflag)),
         Entry::Unknown => None,
+    }
+}
+
+/// Caches how frames of the code `key` are recorded with no lookup, once its sink knows it.
+///
+/// # Safety
+/// As for [`eval_frame`].
+unsafe fn learn_plain_record(
+    py: Python<'_>,
+    key: usize,
+    consumers: &[u64],
+    frame: *mut InterpreterFrame,
+    offset: i64,
+) {
+    if let Some(plain) = frame_record::plain_record_of(py, consumers, frame, offset) {
+        with_engine(py, |e| {
+            if let Some(wanted) = e.wanted.get_mut(&key) {
+                wanted.plain = Some(plain);
+            }
+        });
     }
 }
 

@@ -25,12 +25,12 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 
 use crate::bindings::interpreter::{self, InterpreterFrame};
-use crate::hook::consumer::{Consumer, Sink};
+use crate::hook::consumer::{with_consumer, Consumer, Sink};
 use crate::hook::delivery;
 use crate::hook::evalframe::with_error_aside;
 use crate::hook::record_sink::{now_ns, LineSource, Occurrence};
 use crate::protocol::TraceEvent;
-use crate::record::EventKind;
+use crate::record::{EventKind, FunctionId};
 
 /// Whether the consumer can be served at frame entry and exit alone: a record sink that
 /// wants no event but `call` and `return`.
@@ -179,4 +179,88 @@ unsafe fn current_exception(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
     let exception = (!value.is_null()).then(|| Bound::from_borrowed_ptr(py, value));
     ffi::PyErr_Restore(kind, value, traceback);
     exception
+}
+
+/// What a frame of one code object, wanted by one record sink, needs to be recorded with no
+/// lookup: the sink's function id for the code and the line of its usual call, cached by the
+/// backend per code object once the sink knows them (see [`plain_record_of`]).
+#[derive(Clone, Copy, Debug)]
+pub struct PlainRecord {
+    consumer: u64,
+    /// The sink's serial when cached: another one means other function ids.
+    serial: u64,
+    function: FunctionId,
+    /// The byte offset of the call's instruction and its line.
+    call_offset: i64,
+    call_line: u32,
+    /// Whether the consumer wants calls, and returns.
+    calls: bool,
+    returns: bool,
+    /// Whether the sink records a return with no detail and line 0.
+    plain_returns: bool,
+}
+
+impl PlainRecord {
+    /// Records the call at `offset` (if the consumer wants calls) if it is the cached one;
+    /// false (nothing recorded) if not, or if the sink changed or does not know the calling
+    /// thread yet.
+    pub fn record_call(&self, py: Python<'_>, offset: i64) -> bool {
+        self.is_call_at(offset) && (!self.calls || self.push(py, EventKind::Call, self.call_line))
+    }
+
+    /// Whether the cached call is the one at `offset`.
+    pub fn is_call_at(&self, offset: i64) -> bool {
+        offset == self.call_offset
+    }
+
+    /// Records a return (not an unwind), if the consumer wants returns, if the sink records
+    /// them plainly; false (nothing recorded) if not.
+    pub fn record_return(&self, py: Python<'_>) -> bool {
+        !self.returns || self.plain_returns && self.push(py, EventKind::Return, 0)
+    }
+
+    fn push(&self, py: Python<'_>, kind: EventKind, line: u32) -> bool {
+        with_consumer(py, self.consumer, |consumer| match &mut consumer.sink {
+            Sink::Record(sink) if sink.serial() == self.serial => {
+                sink.push_known(kind, self.function, line)
+            }
+            _ => false,
+        })
+        .unwrap_or(false)
+    }
+}
+
+/// The [`PlainRecord`] of the code of `frame` for the single record sink `consumers`, once
+/// that sink knows the code (after its first call was recorded), for the call at byte offset
+/// `offset`; None if there are several consumers, or the call's line is not one of its own
+/// (a module's first instruction, whose call the sink records at the module's first line).
+///
+/// # Safety
+/// As for [`entry`].
+pub unsafe fn plain_record_of(
+    py: Python<'_>,
+    consumers: &[u64],
+    frame: *const InterpreterFrame,
+    offset: i64,
+) -> Option<PlainRecord> {
+    let &[consumer] = consumers else {
+        return None;
+    };
+    let code = Bound::from_borrowed_ptr(py, interpreter::code(frame));
+    let line = ffi::PyCode_Addr2Line(code.as_ptr().cast(), c_int::try_from(offset).ok()?);
+    let call_line = u32::try_from(line).ok().filter(|&line| line > 0)?;
+    with_consumer(py, consumer, |c| match &c.sink {
+        Sink::Record(sink) => Some(PlainRecord {
+            consumer,
+            serial: sink.serial(),
+            function: sink.function_of(&code)?,
+            call_offset: offset,
+            call_line,
+            calls: c.filter.events().contains(TraceEvent::Call),
+            returns: c.filter.events().contains(TraceEvent::Return),
+            plain_returns: sink.records_plainly(EventKind::Return),
+        }),
+        Sink::Callback(_) => None,
+    })
+    .flatten()
 }
