@@ -832,3 +832,23 @@ def test_code_objects_made_and_dropped_while_recording() -> None:
         assert recorder.call_count == 2 * 200
         del recorder
         gc.collect()
+
+
+def test_a_process_that_exits_while_streaming_leaves_no_file(tmp_path: Path) -> None:
+    import subprocess
+
+    program = (
+        "import ferrotrace\n"
+        "def f(n):\n"
+        "    return n\n"
+        "recorder = ferrotrace.Recorder(functions=['f'], output='never.pftrace')\n"
+        "recorder.start()\n"
+        "for i in range(100_000):\n"
+        "    f(i)\n"
+        "print('done')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "done\n", "")
+    assert list(tmp_path.iterdir()) == []

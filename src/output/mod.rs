@@ -154,6 +154,11 @@ impl TempFile {
         &mut self.file
     }
 
+    /// The temporary name.
+    pub fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+
     /// Renames the file over its target.
     pub fn commit(mut self) -> io::Result<()> {
         fs::rename(&self.temp, &self.target)?;

@@ -26,7 +26,7 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::mem::ManuallyDrop;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, Once, Weak};
 use std::thread::JoinHandle;
@@ -53,6 +53,8 @@ struct WriterShared {
     slot: Mutex<Slot>,
     /// To say that the writer is asleep after a suspension.
     stream: Weak<ChunkStream>,
+    /// The temporary file, removed if the process exits before the writer has finished.
+    temp_path: PathBuf,
 }
 
 #[derive(Debug)]
@@ -88,6 +90,7 @@ pub fn start_perfetto(
 ) -> io::Result<(Arc<ChunkStream>, StreamingWriter)> {
     let mut temp = TempFile::create(path)?;
     let file = temp.file().try_clone()?;
+    let temp_path = temp.temp_path().to_path_buf();
     let (stream, pieces, pool) = ChunkStream::open();
     let state = Box::new(WriterState {
         pieces,
@@ -100,6 +103,7 @@ pub fn start_perfetto(
         sender: Mutex::new(Some(stream.sender())),
         slot: Mutex::new(Slot::Running(spawn(state)?)),
         stream: Arc::downgrade(&stream),
+        temp_path,
     });
     let woken = Arc::downgrade(&shared);
     stream.on_wake(Box::new(move || {
@@ -174,6 +178,9 @@ impl StreamingWriter {
 impl Drop for StreamingWriter {
     fn drop(&mut self) {
         if std::process::id() == self.shared.pid {
+            // Not finished: nobody will wait for the file, and the process may exit before
+            // the thread sees the recording's end and removes it.
+            self.shared.remove_unfinished_file();
             // SAFETY: dropped once, here. A running thread is detached: it ends on its own
             // when the recording's stream goes.
             unsafe { ManuallyDrop::drop(&mut self.shared) };
@@ -182,6 +189,18 @@ impl Drop for StreamingWriter {
 }
 
 impl WriterShared {
+    /// Removes the temporary file unless the writer has ended (then it was renamed, or
+    /// removed on an error). Leaves it while the writer is being finished.
+    fn remove_unfinished_file(&self) {
+        let unfinished = self
+            .slot
+            .try_lock()
+            .is_ok_and(|slot| !matches!(*slot, Slot::Ended(_)));
+        if unfinished {
+            let _ = std::fs::remove_file(&self.temp_path);
+        }
+    }
+
     /// Before a fork: the thread encodes what was sent, hands its state back and ends.
     fn suspend(&self) {
         let Ok(mut slot) = self.slot.lock() else {
@@ -234,8 +253,11 @@ static WRITERS: Mutex<Vec<Weak<WriterShared>>> = Mutex::new(Vec::new());
 fn register_for_fork(shared: &Arc<WriterShared>) {
     static HANDLERS: Once = Once::new();
     HANDLERS.call_once(|| {
-        // SAFETY: the handler is a plain function that never unwinds.
-        unsafe { libc::pthread_atfork(Some(before_fork), None, None) };
+        // SAFETY: the handlers are plain functions that never unwind.
+        unsafe {
+            libc::pthread_atfork(Some(before_fork), None, None);
+            libc::atexit(at_exit);
+        }
     });
     if let Ok(mut writers) = WRITERS.lock() {
         writers.retain(|w| w.strong_count() > 0);
@@ -253,6 +275,12 @@ fn each_writer(f: fn(&WriterShared)) {
     for writer in writers.iter().filter(|w| w.pid == pid) {
         f(writer);
     }
+}
+
+/// When the process exits with a writer that has not finished (a recording never stopped):
+/// its temporary file goes, as it would on an error.
+extern "C" fn at_exit() {
+    let _ = std::panic::catch_unwind(|| each_writer(WriterShared::remove_unfinished_file));
 }
 
 extern "C" fn before_fork() {

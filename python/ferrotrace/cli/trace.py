@@ -37,7 +37,8 @@ DEFAULT_EVENTS = {
 DESCRIPTION = """\
 Run a Python program as `python` would and record the events of the code you select.
 Events are buffered natively (no Python code runs per event) and written when the program
-ends, however it ends. Formats:
+ends, however it ends (perfetto: by a native thread while the program runs, completed when
+it ends). Formats:
   text      one line per event, indented by call depth: file:line, function, the source
             line of `line` events, return values and exceptions (default; standard output,
             coloured on a terminal unless NO_COLOR is set)
