@@ -588,12 +588,17 @@ fn record_fast(
     let Some(kind) = record_kind(event, source.unwinding) else {
         return false;
     };
+    if monitoring_record::known_general(code) {
+        return false;
+    }
     let key = code.as_ptr() as usize;
     let line = match line {
         Some(line) => LineSource::Known(u32::try_from(line).unwrap_or(0)),
         None => LineSource::Offset(source.offset),
     };
-    let occurrence = occurrence_of(kind, code, arg, line, source);
+    // Built (and stamped) only once the consumers are known to be recorders: a callback's
+    // event does not pay for it here.
+    let mut occurrence = None;
     // SAFETY: always safe to call.
     let thread = || unsafe { ffi::PyThread_get_thread_ident() as u64 };
     let mut needs_python: Vec<(u64, Missing)> = Vec::new();
@@ -614,6 +619,7 @@ fn record_fast(
             if !simple {
                 return false;
             }
+            let occurrence = occurrence.insert(occurrence_of(kind, code, arg, line, source));
             for &id in &entry.wanted_by {
                 let Some(consumer) = consumers.iter_mut().find(|c| c.id == id) else {
                     continue;
@@ -623,7 +629,7 @@ fn record_fast(
                     continue;
                 }
                 if let Sink::Record(sink) = &mut consumer.sink {
-                    if let Err(missing) = sink.try_record(&occurrence) {
+                    if let Err(missing) = sink.try_record(occurrence) {
                         needs_python.push((id, missing));
                     }
                 }
@@ -631,8 +637,10 @@ fn record_fast(
             true
         })
     });
-    for (id, missing) in needs_python {
-        delivery::record_with_python(py, id, missing, &occurrence);
+    if let Some(occurrence) = &occurrence {
+        for (id, missing) in needs_python {
+            delivery::record_with_python(py, id, missing, occurrence);
+        }
     }
     handled
 }
@@ -684,7 +692,12 @@ fn deliver(
         Some(line) => LineSource::Known(u32::try_from(line).unwrap_or(0)),
         None => LineSource::Frame(raw_frame),
     };
+    // Only record sinks take the occurrence (and its timestamp).
+    let records = with_consumers(py, |consumers| {
+        consumers.iter().any(|c| matches!(c.sink, Sink::Record(_)))
+    });
     let occurrence = record_kind(event, source.unwinding)
+        .filter(|_| records)
         .map(|kind| occurrence_of(kind, code, arg, line_source, &source));
     let site = EventFrame {
         frame: &frame_obj,

@@ -182,6 +182,16 @@ pub fn is_current(code: &Bound<'_, PyAny>) -> bool {
     generation == Some(consumer::registry_generation())
 }
 
+/// Whether the consumers of this generation are known not to be all plain recorders (the
+/// slot of `code` says so): then no event of `code` is for a recorder's fast path.
+pub fn known_general(code: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: a `Box<Recorders>` of the slot, alive while the code object is; read only.
+    matches!(
+        unsafe { stored(code).as_ref() },
+        Some(Recorders::General { generation }) if *generation == consumer::registry_generation()
+    )
+}
+
 /// After the general path handled an event of `code`, wanted by `wanted_by`: fills the slot of
 /// `code` for this generation, so that its next calls and returns take the fast path if they
 /// can.
