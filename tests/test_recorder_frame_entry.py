@@ -16,6 +16,7 @@ Python callback (or line events) beside such a recorder gets exactly its own str
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import sys
 import threading
@@ -436,3 +437,42 @@ def test_a_foreign_trace_function_keeps_its_events_and_the_recording_stays_whole
         ("return", "sets_trace_midway"),
     ]
     assert recorded["MainThread"][-1][1] == str(first + 4)
+
+
+def test_generators_resumed_across_start_and_stop_over_many_cycles(tmp_path: Path) -> None:
+    """Generators started under one recorder and resumed under the next, or after it stopped,
+    over many start/stop cycles of recorders of every thread: each recording is the trace
+    hook's, and the recorders release the code objects they held."""
+
+    def cycles(at_entry: bool) -> list[dict]:
+        previous = _native._record_at_frame_entry(at_entry)
+        recordings = []
+        suspended = []
+        try:
+            for _ in range(40):
+                recorder = ferrotrace.Recorder(files=[THIS_FILE], events="call,return")
+                recorder.start(all_threads=True)
+                try:
+                    gen = counter(3)
+                    next(gen)
+                    if suspended:
+                        next(suspended.pop(), None)
+                finally:
+                    recorder.stop()
+                next(gen)
+                suspended.append(gen)
+                recordings.append(read_back(recorder, tmp_path))
+        finally:
+            _native._record_at_frame_entry(previous)
+        return recordings
+
+    code = counter.__code__
+    before = sys.getrefcount(code)
+    at_entry = cycles(at_entry=True)
+    assert at_entry == cycles(at_entry=False)
+    calls = [[kind for kind, _, _, _ in r["MainThread"] if kind == "call"] for r in at_entry]
+    # Each cycle after the first: the new generator's start, the previous one's resumption,
+    # and its close (GeneratorExit thrown in) when it is dropped, suspended, right after.
+    assert [len(c) for c in calls] == [1] + [3] * 39
+    gc.collect()
+    assert sys.getrefcount(code) == before
