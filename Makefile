@@ -17,23 +17,25 @@ help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*## "} {printf "  make %-14s %s\n", $$1, $$2}'
 
-$(VENV)/bin/python: requirements-dev.txt
-	$(PY311) -m venv $(VENV)
+# A venv is up to date when its stamp file is newer than its requirements. (Not bin/python:
+# that is a symlink, so `touch` would stamp the interpreter it points to, shared by every venv.)
+$(VENV)/.installed: requirements-dev.txt
+	[ -x $(VENV)/bin/python ] || $(PY311) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -r requirements-dev.txt
 	touch $@
 
-$(VENV313)/bin/python: requirements-test.txt scripts/provide-python313.sh
+$(VENV313)/.installed: requirements-test.txt scripts/provide-python313.sh
 	py=$$(scripts/provide-python313.sh | tail -n 1) && "$$py" -m venv --clear $(VENV313)
 	$(VENV313)/bin/pip install -q -r requirements-test.txt
 	touch $@
 
-build-311: $(VENV)/bin/python ## Build the extension for 3.11 and install it into .venv
+build-311: $(VENV)/.installed ## Build the extension for 3.11 and install it into .venv
 	CARGO_TARGET_DIR=target/py311 $(VENV)/bin/maturin build --release -q \
 	  -i $(VENV)/bin/python --out target/wheels/py311
 	$(VENV)/bin/pip install -q --force-reinstall --no-deps target/wheels/py311/ferrotrace-*-cp311-*.whl
 
-build-313: $(VENV)/bin/python $(VENV313)/bin/python ## Build CPython 3.13 if needed, then the extension into .venv313
+build-313: $(VENV)/.installed $(VENV313)/.installed ## Build CPython 3.13 if needed, then the extension into .venv313
 	CARGO_TARGET_DIR=target/py313 PYO3_PYTHON=$(abspath $(VENV313))/bin/python \
 	  $(VENV)/bin/maturin build --release -q -i $(VENV313)/bin/python --out target/wheels/py313
 	$(VENV313)/bin/pip install -q --force-reinstall --no-deps target/wheels/py313/ferrotrace-*-cp313-*.whl
@@ -45,7 +47,7 @@ demo: build-311 ## Trace the bundled examples and show their events
 	@echo; echo '== ferrotrace trace --function "Cart.*" examples/checkout.py 3 =='
 	$(VENV)/bin/ferrotrace trace --color never --function 'Cart.*' examples/checkout.py 3
 
-lint: $(VENV)/bin/python $(VENV313)/bin/python ## cargo fmt --check, clippy -D warnings (3.11 and 3.13 code), ruff
+lint: $(VENV)/.installed $(VENV313)/.installed ## cargo fmt --check, clippy -D warnings (3.11 and 3.13 code), ruff
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	CARGO_TARGET_DIR=target/py313 PYO3_PYTHON=$(abspath $(VENV313))/bin/python \
@@ -74,7 +76,7 @@ test: lint rust-test py-test ## Everything CI runs
 # .pth imports hunter in every interpreter of the venv (only to honour PYTHONHUNTER), which
 # would slow down the plain-python baselines and the tests' children: it is removed.
 BENCH_TOOLS := $(VENV)/.bench-tools $(VENV313)/.bench-tools
-$(VENV)/.bench-tools $(VENV313)/.bench-tools: %/.bench-tools: %/bin/python benchmarks/requirements.txt
+$(VENV)/.bench-tools $(VENV313)/.bench-tools: %/.bench-tools: %/.installed benchmarks/requirements.txt
 	$*/bin/pip install -q -r benchmarks/requirements.txt
 	rm -f $*/lib/python*/site-packages/hunter.pth
 	touch $@
