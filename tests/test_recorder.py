@@ -817,6 +817,61 @@ def test_a_child_forked_while_streaming_keeps_its_events_and_writes_nothing(
     assert unfinished == 0
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+@pytest.mark.parametrize(
+    ("options", "all_threads"),
+    [({}, False), ({"events": "call,return", "exit_lines": False}, True)],
+    ids=["calling-thread", "calls-and-returns-everywhere"],
+)
+def test_a_forked_child_records_under_its_own_thread_id(
+    options: dict, all_threads: bool, tmp_path: Path
+) -> None:
+    """The thread that forks has another native id in the child: what it records there is
+    labelled with that id (not the parent's, which the recording had cached), on each route (the
+    second parametrization takes the recording fast paths); the parent's recording is its own."""
+    import os
+
+    recorder = ferrotrace.Recorder(functions=["fib", "catches"], **options)
+    recorder.start(all_threads=all_threads)
+    fib(4)
+    fib(4)  # 2 * 9 calls in the parent, the second time through the per-code caches
+    child_output = tmp_path / "child.json"
+    child_tid = tmp_path / "child_tid"
+    pid = os.fork()
+    if pid == 0:  # the child: records, writes its own file, exits
+        status = 1
+        try:
+            fib(3)
+            catches()
+            fib(3)  # 2 * 5 + 1 calls in the child
+            recorder.stop()
+            recorder.write(child_output, "chrome")
+            child_tid.write_text(str(threading.get_native_id()))
+            status = 0
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    fib(2)  # 3 more in the parent
+    recorder.stop()
+    parent_tid, child = threading.get_native_id(), int(child_tid.read_text())
+    assert child != parent_tid
+
+    def calls_by_thread(path: Path) -> Counter:
+        events = json.loads(path.read_text())["traceEvents"]
+        return Counter((e["tid"], e["name"]) for e in events if e["ph"] == "X")
+
+    parent_output = tmp_path / "parent.json"
+    recorder.write(parent_output, "chrome")
+    # The child's file: the parent's calls before the fork, then the child's own.
+    assert calls_by_thread(child_output) == {
+        (parent_tid, "fib"): 18,
+        (child, "fib"): 10,
+        (child, "catches"): 1,
+    }
+    assert calls_by_thread(parent_output) == {(parent_tid, "fib"): 21}
+
+
 def test_code_objects_made_and_dropped_while_recording() -> None:
     """Each new code object gets what the fast path keeps for it, freed with the code object:
     code made and dropped by the hundred, recorders coming and going, every call kept."""

@@ -113,6 +113,12 @@ pub fn now_ns_with_slot<R>(f: impl FnOnce(u64, &Cell<BufferSlot>) -> R) -> R {
     })
 }
 
+/// Forgets the calling thread's buffer slot (in a forked child, for the thread that forked:
+/// see [`crate::hook::record_sink`]). Touches only this thread's own state.
+pub fn forget_buffer_slot() {
+    let _ = THREAD.try_with(|thread| thread.slot.set((0, 0)));
+}
+
 /// This thread's buffer slot.
 #[inline]
 pub fn with_buffer_slot<R>(f: impl FnOnce(&Cell<BufferSlot>) -> R) -> R {

@@ -17,6 +17,7 @@ use std::cell::Cell;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Once;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -36,8 +37,25 @@ pub const DETAIL_MAX_CHARS: usize = 120;
 static NEXT_SINK_SERIAL: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
-    /// This OS thread's id (`gettid`), 0 until first asked.
+    /// This OS thread's id (`gettid`), 0 until first asked (and again in a forked child).
     static NATIVE_TID: Cell<u64> = const { Cell::new(0) };
+}
+
+/// In a child just forked, the thread that forked (the child's only thread) has a new native
+/// id: its cached id and buffer slot are forgotten, so that its events from then on go to a
+/// buffer of its own, labelled with the child's id, not to the parent thread's.
+extern "C" fn forget_thread_in_forked_child() {
+    let _ = NATIVE_TID.try_with(|cell| cell.set(0));
+    clock::forget_buffer_slot();
+}
+
+/// Registers [`forget_thread_in_forked_child`], once per process (before the first sink).
+fn register_fork_child_handler() {
+    static REGISTERED: Once = Once::new();
+    REGISTERED.call_once(|| {
+        // SAFETY: a plain function that never unwinds and only sets its thread's own cells.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_thread_in_forked_child)) };
+    });
 }
 
 fn native_tid() -> u64 {
@@ -238,7 +256,8 @@ impl CallLines {
 
 /// A code object the sink has seen.
 struct KnownCode {
-    code: Py<PyAny>,
+    /// Held, not read: keeps the address from being reused while the sink refers to it.
+    _code: Py<PyAny>,
     function: FunctionId,
     call_lines: CallLines,
 }
@@ -268,6 +287,7 @@ pub struct RecordSink {
 
 impl RecordSink {
     pub fn new(process: ProcessInfo, reprs: bool, exit_lines: bool) -> Self {
+        register_fork_child_handler();
         RecordSink {
             serial: NEXT_SINK_SERIAL.fetch_add(1, Ordering::Relaxed),
             recording: Recording::new(process),
@@ -444,7 +464,7 @@ impl RecordSink {
             (None, Some((code, info))) => {
                 let id = self.recording.intern_function(info);
                 let known = KnownCode {
-                    code,
+                    _code: code,
                     function: id,
                     call_lines: CallLines::default(),
                 };
@@ -474,25 +494,6 @@ impl RecordSink {
             line,
             gathered.detail,
         );
-    }
-
-    /// The code objects and exception types the sink holds, for the garbage collector and
-    /// for release.
-    pub fn take_python_objects(&mut self) -> Vec<Py<PyAny>> {
-        let types = self.exception_types.drain().map(|(_, (kind, _))| kind);
-        self.functions
-            .drain()
-            .map(|(_, known)| known.code)
-            .chain(types)
-            .collect()
-    }
-
-    /// Takes the recording out, leaving an empty one (same process) in its place.
-    pub fn take_recording(&mut self) -> Recording {
-        let process = self.recording.process.clone();
-        self.threads.clear();
-        self.serial = NEXT_SINK_SERIAL.fetch_add(1, Ordering::Relaxed);
-        std::mem::replace(&mut self.recording, Recording::new(process))
     }
 
     fn wants_detail(&self, occurrence: &Occurrence<'_, '_>) -> bool {
