@@ -510,9 +510,15 @@ unsafe fn record_frame(
         return None;
     }
     let key = code as usize;
-    let (consumers, plain) = with_engine(py, |e| {
-        e.wanted.get(&key).map(|w| (w.consumers.clone(), w.plain))
-    })?;
+    // Inside `catch_unwind` like everything else this extern "C" function runs (the engine's
+    // borrow is the only thing here that could panic).
+    let (consumers, plain) = panic::catch_unwind(AssertUnwindSafe(|| {
+        with_engine(py, |e| {
+            e.wanted.get(&key).map(|w| (w.consumers.clone(), w.plain))
+        })
+    }))
+    .ok()
+    .flatten()?;
     let raw_frame = frame.cast::<ffi::_PyInterpreterFrame>();
     match frame_record::entry(tstate, frame, throwflag) {
         Entry::Call(offset) => {

@@ -90,8 +90,14 @@ fn extra_index(_py: Python<'_>) -> Option<ffi::Py_ssize_t> {
 fn stored(code: &Bound<'_, PyAny>) -> *mut Recorders {
     let index = EXTRA_INDEX.load(Ordering::Relaxed);
     let mut extra: *mut c_void = std::ptr::null_mut();
+    if index < 0 {
+        return std::ptr::null_mut();
+    }
     // SAFETY: the GIL is held; CPython checks that `code` is a code object and the index.
-    if index < 0 || unsafe { ffi::PyUnstable_Code_GetExtra(code.as_ptr(), index, &mut extra) } < 0 {
+    if unsafe { ffi::PyUnstable_Code_GetExtra(code.as_ptr(), index, &mut extra) } < 0 {
+        // Not a code object (a callback called by hand): its error is not the program's.
+        // SAFETY: the GIL is held.
+        unsafe { ffi::PyErr_Clear() };
         return std::ptr::null_mut();
     }
     extra.cast()
