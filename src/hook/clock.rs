@@ -42,15 +42,14 @@ const MAX_ANCHOR_TICKS: u64 = 1 << 22;
 /// measured over a shorter time, its error would show.
 const MIN_CALIBRATION_NS: u64 = 10_000_000;
 
-/// A thread's anchor; `ns_per_tick_q32` 0 means "no rate yet".
+/// A thread's anchor; `ns_per_tick_q32` 0 means "no rate yet" (and, where the counter is not
+/// used, always).
 #[derive(Clone, Copy)]
 struct Anchor {
     counter: u64,
     ns: u64,
     /// Nanoseconds per tick, times 2^32.
     ns_per_tick_q32: u64,
-    /// The last timestamp this thread was given.
-    last_ns: u64,
 }
 
 /// This thread's recording state, in one thread-local (in a shared library every access to a
@@ -59,6 +58,9 @@ struct Anchor {
 /// last (see [`crate::hook::record_sink`]).
 struct ThreadState {
     anchor: Cell<Anchor>,
+    /// The last timestamp this thread was given (apart from the anchor: an event writes only
+    /// this).
+    last_ns: Cell<u64>,
     slot: Cell<BufferSlot>,
 }
 
@@ -72,8 +74,8 @@ thread_local! {
                 counter: 0,
                 ns: 0,
                 ns_per_tick_q32: 0,
-                last_ns: 0,
             }),
+            last_ns: Cell::new(0),
             slot: Cell::new((0, 0)),
         }
     };
@@ -103,14 +105,37 @@ pub fn now_ns() -> u64 {
 /// The time now (as [`now_ns`]) and this thread's buffer slot, in one thread-local access.
 #[inline]
 pub fn now_ns_with_slot<R>(f: impl FnOnce(u64, &Cell<BufferSlot>) -> R) -> R {
+    THREAD.with(|thread| f(thread_now_ns(thread), &thread.slot))
+}
+
+/// The time now on `thread` (the calling thread's state). A thread's rate comes from the
+/// clock's base, so the base is only looked at when the thread has none (or a stale anchor).
+#[inline(always)]
+fn thread_now_ns(thread: &ThreadState) -> u64 {
+    let anchor = thread.anchor.get();
+    // The rate first: where the counter is not used it is never read.
+    if anchor.ns_per_tick_q32 == 0 {
+        return without_rate(thread);
+    }
+    let ticks = read_counter().wrapping_sub(anchor.counter);
+    if ticks > MAX_ANCHOR_TICKS {
+        return without_rate(thread);
+    }
+    let elapsed = (u128::from(ticks) * u128::from(anchor.ns_per_tick_q32)) >> 32;
+    let ns = (anchor.ns + elapsed as u64).max(thread.last_ns.get());
+    thread.last_ns.set(ns);
+    ns
+}
+
+/// The time now on a thread without a (fresh) rate: a new anchor, or `clock_gettime` where the
+/// counter is not used.
+#[cold]
+fn without_rate(thread: &ThreadState) -> u64 {
     let base = &*BASE;
-    THREAD.with(|thread| {
-        let ns = match base.counter {
-            Some(base_counter) => counter_ns(&thread.anchor, base, base_counter),
-            None => monotonic_ns().saturating_sub(base.ns),
-        };
-        f(ns, &thread.slot)
-    })
+    match base.counter {
+        Some(base_counter) => reanchor(thread, base, base_counter),
+        None => monotonic_ns().saturating_sub(base.ns),
+    }
 }
 
 /// Forgets the calling thread's buffer slot (in a forked child, for the thread that forked:
@@ -125,22 +150,7 @@ pub fn with_buffer_slot<R>(f: impl FnOnce(&Cell<BufferSlot>) -> R) -> R {
     THREAD.with(|thread| f(&thread.slot))
 }
 
-#[inline]
-fn counter_ns(cell: &Cell<Anchor>, base: &Base, base_counter: u64) -> u64 {
-    let mut anchor = cell.get();
-    let ticks = read_counter().wrapping_sub(anchor.counter);
-    if anchor.ns_per_tick_q32 == 0 || ticks > MAX_ANCHOR_TICKS {
-        return reanchor(cell, base, base_counter);
-    }
-    let elapsed = (u128::from(ticks) * u128::from(anchor.ns_per_tick_q32)) >> 32;
-    let ns = (anchor.ns + elapsed as u64).max(anchor.last_ns);
-    anchor.last_ns = ns;
-    cell.set(anchor);
-    ns
-}
-
-#[cold]
-fn reanchor(cell: &Cell<Anchor>, base: &Base, base_counter: u64) -> u64 {
+fn reanchor(thread: &ThreadState, base: &Base, base_counter: u64) -> u64 {
     let (counter, monotonic) = counter_and_monotonic();
     let ns = monotonic.saturating_sub(base.ns);
     let ticks = counter.saturating_sub(base_counter);
@@ -149,13 +159,13 @@ fn reanchor(cell: &Cell<Anchor>, base: &Base, base_counter: u64) -> u64 {
     } else {
         0
     };
-    let last_ns = ns.max(cell.get().last_ns);
-    cell.set(Anchor {
+    thread.anchor.set(Anchor {
         counter,
         ns,
         ns_per_tick_q32,
-        last_ns,
     });
+    let last_ns = ns.max(thread.last_ns.get());
+    thread.last_ns.set(last_ns);
     last_ns
 }
 

@@ -7,7 +7,6 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::LazyLock;
 
 use pyo3::prelude::*;
 
@@ -78,7 +77,8 @@ struct Registry(RefCell<Vec<Consumer>>);
 // SAFETY: every access goes through `with_consumers`, which requires the GIL.
 unsafe impl Sync for Registry {}
 
-static REGISTRY: LazyLock<Registry> = LazyLock::new(|| Registry(RefCell::new(Vec::new())));
+/// Const-initialised: no first-use check per event.
+static REGISTRY: Registry = Registry(RefCell::new(Vec::new()));
 
 /// Changes whenever a consumer is added or removed (decisions about the set are then stale).
 static GENERATION: AtomicU64 = AtomicU64::new(1);

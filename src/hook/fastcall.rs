@@ -47,12 +47,28 @@ pub unsafe fn try_fast(
         )
     };
     match catch_unwind(AssertUnwindSafe(|| fast(py, &code, &offset))) {
-        Ok(true) => Some(py.None().into_ptr()),
+        Ok(true) => Some(new_none(py)),
         Ok(false) => None,
         Err(_) => {
             PanicException::new_err("ferrotrace: panic in a sys.monitoring callback").restore(py);
             Some(null_mut())
         }
+    }
+}
+
+/// A new reference to `None`, as a callback returns it. `None` is immortal since 3.12: as
+/// CPython's own `Py_RETURN_NONE` there, no count to raise.
+#[inline(always)]
+fn new_none(py: Python<'_>) -> *mut ffi::PyObject {
+    #[cfg(Py_3_12)]
+    {
+        let _ = py;
+        // SAFETY: a static object, alive as long as the interpreter.
+        unsafe { ffi::Py_None() }
+    }
+    #[cfg(not(Py_3_12))]
+    {
+        py.None().into_ptr()
     }
 }
 

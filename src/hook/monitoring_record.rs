@@ -347,6 +347,7 @@ fn record_to_one(
 }
 
 /// [`record_cached`] for several recorders: all of them record the event, or none does.
+#[inline(never)]
 fn record_to_several(
     py: Python<'_>,
     targets: &[RecordTarget],
