@@ -232,7 +232,8 @@ pub fn record_cached(
         return false;
     }
     let event = Cached { code, kind, offset };
-    with_consumers(py, |consumers| match targets.as_slice() {
+    // `move`: the closure holds the event itself, not a reference to it (fewer stores per event).
+    with_consumers(py, move |consumers| match targets.as_slice() {
         [one] => record_to_one(py, one, call_lines, consumers, &event),
         several => record_to_several(py, several, call_lines, consumers, &event),
     })
