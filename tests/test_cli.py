@@ -498,21 +498,37 @@ work(2_000)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_a_forked_child_leaves_the_parent_s_streamed_trace_whole(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", ["perfetto", "chrome"])
+def test_a_forked_child_leaves_the_parent_s_trace_whole(tmp_path: Path, fmt: str) -> None:
     from test_recorder import read_perfetto
 
     write(tmp_path, "forking.py", FORKING)
-    traced = ferrotrace("trace", "-q", "--format", "perfetto", "-o", "t.pftrace", "forking.py",
+    traced = ferrotrace("trace", "-q", "--format", fmt, "-o", "t.trace", "forking.py",
                         cwd=tmp_path)  # fmt: skip
     assert (traced.returncode, traced.stdout, traced.stderr) == (0, "child exit code 0\n", "")
-    calls, unfinished = read_perfetto((tmp_path / "t.pftrace").read_bytes())
     # The parent's calls only: the child recorded into its own memory and wrote nothing.
+    if fmt == "perfetto":
+        calls, unfinished = read_perfetto((tmp_path / "t.trace").read_bytes())
+    else:
+        events = json.loads((tmp_path / "t.trace").read_text())["traceEvents"]
+        slices = [e for e in events if e.get("ph") == "X"]
+        calls = Counter(("MainThread", e["name"]) for e in slices)
+        assert {e["pid"] for e in slices} == {traced_pid(events)}
+        unfinished = sum(bool(e.get("args", {}).get("unfinished")) for e in slices)
     assert calls == {
         ("MainThread", "<module>"): 1,
         ("MainThread", "work"): 2,
         ("MainThread", "leaf"): 3_000,
     }
     assert unfinished == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["forking.py", "t.trace"]
+
+
+def traced_pid(events: list[dict]) -> int:
+    """The pid of the process the Chrome trace names."""
+    names = [e for e in events if e.get("ph") == "M" and e.get("name") == "process_name"]
+    assert len(names) == 1
+    return names[0]["pid"]
 
 
 def test_a_streamed_trace_that_cannot_be_finished_is_one_line(tmp_path: Path) -> None:

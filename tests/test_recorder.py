@@ -818,6 +818,33 @@ def test_a_child_forked_while_streaming_keeps_its_events_and_writes_nothing(
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_child_forked_while_recording_to_a_chrome_output_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    import os
+
+    output = tmp_path / "parent.json"
+    recorder = ferrotrace.Recorder(functions=["fib"], output=output, format="chrome")
+    recorder.start()
+    fib(5)
+    pid = os.fork()
+    if pid == 0:  # the child stops the recorder (as its exit would) and must write nothing
+        status = 1
+        try:
+            fib(6)
+            recorder.stop()
+            status = 0 if not output.exists() else 2
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    fib(4)
+    recorder.stop()
+    events = json.loads(output.read_text())["traceEvents"]
+    assert sum(e.get("ph") == "X" for e in events) == 15 + 9
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
 @pytest.mark.parametrize(
     ("options", "all_threads"),
     [({}, False), ({"events": "call,return", "exit_lines": False}, True)],
@@ -889,21 +916,95 @@ def test_code_objects_made_and_dropped_while_recording() -> None:
         gc.collect()
 
 
-def test_a_process_that_exits_while_streaming_leaves_no_file(tmp_path: Path) -> None:
+AT_EXIT_PROGRAM = """\
+import os, sys
+import ferrotrace
+def f(n):
+    return n
+recorder = ferrotrace.Recorder(functions=['f'], output='at_exit.pftrace', format=sys.argv[2])
+recorder.start()
+for i in range(100_000):
+    f(i)
+del recorder  # still running: kept until exit
+print('done', flush=True)
+ending = sys.argv[1]
+if ending == 'exit':
+    sys.exit(4)
+if ending == 'raise':
+    raise KeyError('uncaught')
+if ending == 'os._exit':
+    os._exit(3)
+"""
+
+
+@pytest.mark.parametrize("fmt", ["perfetto", "chrome"])
+@pytest.mark.parametrize(
+    ("ending", "returncode"), [("return", 0), ("exit", 4), ("raise", 1), ("os._exit", 3)]
+)
+def test_a_recorder_still_running_at_exit_writes_its_file(
+    tmp_path: Path, fmt: str, ending: str, returncode: int
+) -> None:
     import subprocess
 
-    program = (
-        "import ferrotrace\n"
-        "def f(n):\n"
-        "    return n\n"
-        "recorder = ferrotrace.Recorder(functions=['f'], output='never.pftrace')\n"
-        "recorder.start()\n"
-        "for i in range(100_000):\n"
-        "    f(i)\n"
-        "print('done')\n"
-    )
+    (tmp_path / "program.py").write_text(AT_EXIT_PROGRAM)
     result = subprocess.run(
-        [sys.executable, "-c", program], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        [sys.executable, "program.py", ending, fmt],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    assert (result.returncode, result.stdout, result.stderr) == (0, "done\n", "")
-    assert list(tmp_path.iterdir()) == []
+    assert (result.returncode, result.stdout) == (returncode, "done\n")
+    written = tmp_path / "at_exit.pftrace"
+    if ending == "os._exit":
+        # No exit hook runs: no file (a streamed one's temporary file stays behind).
+        assert not written.exists()
+        return
+    assert ("KeyError: 'uncaught'" in result.stderr) == (ending == "raise")
+    assert "Exception ignored" not in result.stderr
+    if fmt == "perfetto":
+        calls, unfinished = read_perfetto(written.read_bytes())
+        assert (calls, unfinished) == (Counter({("MainThread", "f"): 100_000}), 0)
+    else:
+        events = json.loads(written.read_text())["traceEvents"]
+        assert sum(e.get("ph") == "X" and e["name"] == "f" for e in events) == 100_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["at_exit.pftrace", "program.py"]
+
+
+def test_the_counts_can_be_read_while_another_thread_stops_the_recorder(tmp_path: Path) -> None:
+    program, path = load_streamed_program(tmp_path)
+    recorder = ferrotrace.Recorder(files=[path], output=tmp_path / "read.pftrace")
+    recorder.start(all_threads=True)
+    program.run(80_000)
+    errors: list[BaseException] = []
+    seen: list[tuple[int, int, bool]] = []
+    stopping = threading.Event()
+    stopped = threading.Event()
+
+    def read() -> None:
+        # Reads until the recorder has stopped, from before stop() starts.
+        while True:
+            try:
+                seen.append((recorder.call_count, recorder.event_count, recorder.running))
+            except BaseException as error:  # noqa: BLE001 - any error is the failure
+                errors.append(error)
+                return
+            finally:
+                stopping.set()
+            if stopped.is_set():
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    stopping.wait()
+    try:
+        recorder.stop()
+    finally:
+        stopped.set()
+        reader.join()
+    assert errors == []
+    assert seen  # read at least once, from before stop() started
+    expected = sum(sum(names.values()) for names in STREAMED_CALLS.values())
+    assert recorder.call_count == expected
+    calls, _ = read_perfetto((tmp_path / "read.pftrace").read_bytes())
+    assert sum(calls.values()) == expected

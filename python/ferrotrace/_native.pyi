@@ -125,8 +125,9 @@ class Recorder:
     ``write()`` and a second ``start()`` raise ``RuntimeError``. ``start()`` creates the file
     under a temporary name beside ``PATH`` (``OSError`` if it cannot), ``stop()`` completes it
     and renames it over ``PATH`` (``OSError`` if that fails: ``PATH`` is then left as it was).
-    A process that exits while it records writes no file; a process forked while it records
-    keeps its own events in memory and writes nothing.
+    A recorder still running when the interpreter exits stops then and writes its file
+    (``start()`` registers ``stop`` with ``atexit``; ``stop()`` unregisters it). A process
+    forked while it records keeps its own events in memory and writes nothing.
     """
 
     def __init__(

@@ -25,8 +25,9 @@ use crate::record::Recording;
 ///
 /// Records the events the filter selects into native per-thread buffers (no Python call per
 /// event) and writes them with write(path, format). start()/stop(), or a context manager.
-/// With output=PATH it writes that file itself, once, when it stops; as "perfetto" (the
-/// default) it streams: a native thread writes the trace while the program runs.
+/// With output=PATH it writes that file itself, once, when it stops (at interpreter exit at
+/// the latest); as "perfetto" (the default) it streams: a native thread writes the trace while
+/// the program runs.
 #[pyclass(module = "ferrotrace._native", name = "Recorder")]
 pub struct Recorder {
     id: u64,
@@ -103,9 +104,127 @@ impl Recorder {
     /// started again after stop() adds to the same recording (one with an output: a
     /// RuntimeError, it has written its file).
     #[pyo3(signature = (*, all_threads=false))]
-    fn start(&mut self, py: Python<'_>, all_threads: bool) -> PyResult<()> {
-        if self.running {
+    fn start(slf: &Bound<'_, Self>, all_threads: bool) -> PyResult<()> {
+        let py = slf.py();
+        let started = slf.try_borrow_mut()?.start_recording(py, all_threads)?;
+        if started && slf.try_borrow()?.output.is_some() {
+            // The file is written at interpreter exit if the program never stops the recorder
+            // (stop() takes this back): what was recorded is not lost.
+            py.import("atexit")?
+                .call_method1("register", (slf.getattr("stop")?,))?;
+        }
+        Ok(())
+    }
+
+    /// Stop recording and keep what was recorded; with an output, write it (an OSError if it
+    /// cannot be: the file is then left as it was). Idempotent.
+    fn stop(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let stopped = slf.try_borrow_mut()?.stop_recording(py)?;
+        if matches!(stopped, Stopped::NotRunning) {
             return Ok(());
+        }
+        if slf.try_borrow()?.output.is_some() {
+            // Best effort: if it stayed registered, the call at exit finds it stopped.
+            let unregister = |stop| py.import("atexit")?.call_method1("unregister", (stop,));
+            let _ = slf.getattr("stop").and_then(unregister);
+        }
+        let Stopped::Streaming(writer, path) = stopped else {
+            return Ok(());
+        };
+        // Waits for the writer with the GIL released and the recorder not borrowed: other
+        // threads run, and may read the recorder, meanwhile.
+        let calls = py
+            .detach(|| writer.finish())
+            .map_err(|err| os_error(err, &path))?;
+        slf.try_borrow_mut()?.streamed_calls = calls;
+        Ok(())
+    }
+
+    #[getter]
+    fn running(&self) -> bool {
+        self.running
+    }
+
+    /// Events recorded so far, on every thread.
+    #[getter]
+    fn event_count(&self, py: Python<'_>) -> usize {
+        self.with_recording(py, Recording::event_count).unwrap_or(0)
+    }
+
+    /// Calls recorded so far (generator resumptions included), on every thread.
+    #[getter]
+    fn call_count(slf: &Bound<'_, Self>) -> PyResult<usize> {
+        let py = slf.py();
+        let (in_memory, asked, streamed_calls) = {
+            let this = slf.try_borrow()?;
+            let counted = |r: &Recording| (r.call_count(), r.count_streamed_calls());
+            let (in_memory, asked) = this.with_recording(py, counted).unwrap_or((0, None));
+            (in_memory, asked, this.streamed_calls)
+        };
+        // A streaming recording's writer counts the calls it has encoded; it answers once it
+        // has encoded every chunk sent before the question (a failed writer does not).
+        let streamed = match asked {
+            Some(answer) => py.detach(move || answer.recv().unwrap_or(0)),
+            None => streamed_calls,
+        };
+        Ok(in_memory + streamed)
+    }
+
+    /// write(path, format="perfetto", *, color=False)
+    /// --
+    ///
+    /// Write what was recorded to `path` ("-": standard output) as "perfetto", "chrome" or
+    /// "text" (colored with color=True). The file is replaced whole or not at all.
+    #[pyo3(signature = (path, format="perfetto", *, color=false))]
+    fn write(&self, py: Python<'_>, path: PathBuf, format: &str, color: bool) -> PyResult<()> {
+        let format = parse_format(format)?;
+        if let Some((output, _)) = &self.output {
+            return Err(PyRuntimeError::new_err(format!(
+                "this Recorder writes {} itself when it stops (output=); write() is for a \
+                 Recorder without an output",
+                output.display()
+            )));
+        }
+        self.write_to(py, &path, format, color)
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        Self::start(&slf, false)?;
+        Ok(slf)
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __exit__(slf: &Bound<'_, Self>, _exc_info: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        Self::stop(slf)?;
+        Ok(false)
+    }
+}
+
+impl Recorder {
+    /// The sink of a first start(): a streaming one for a Perfetto output file.
+    fn new_sink(&mut self, py: Python<'_>) -> PyResult<Box<RecordSink>> {
+        let process = current_process(py);
+        match &self.output {
+            Some((path, Format::Perfetto)) if path.as_os_str() != "-" => {
+                let (sink, writer) =
+                    RecordSink::streaming(process, self.reprs, self.exit_lines, path)
+                        .map_err(|err| os_error(err, path))?;
+                self.writer = Some(writer);
+                Ok(Box::new(sink))
+            }
+            _ => Ok(Box::new(RecordSink::new(
+                process,
+                self.reprs,
+                self.exit_lines,
+            ))),
+        }
+    }
+
+    /// Starts recording; false if it was running already.
+    fn start_recording(&mut self, py: Python<'_>, all_threads: bool) -> PyResult<bool> {
+        if self.running {
+            return Ok(false);
         }
         if let (true, Some((path, _))) = (self.finished, &self.output) {
             return Err(PyRuntimeError::new_err(format!(
@@ -134,14 +253,15 @@ impl Recorder {
             return Err(not_started.error);
         }
         self.running = true;
-        Ok(())
+        Ok(true)
     }
 
-    /// Stop recording and keep what was recorded; with an output, write it (an OSError if it
-    /// cannot be: the file is then left as it was). Idempotent.
-    fn stop(&mut self, py: Python<'_>) -> PyResult<()> {
+    /// Stops recording and, with an output, writes it: a recording kept in memory here, a
+    /// streaming one by returning its writer for the caller to wait for without holding the
+    /// recorder.
+    fn stop_recording(&mut self, py: Python<'_>) -> PyResult<Stopped> {
         if !self.running {
-            return Ok(());
+            return Ok(Stopped::NotRunning);
         }
         self.running = false;
         let removed = backend::remove_consumer(py, self.id)?;
@@ -149,109 +269,25 @@ impl Recorder {
             sink.mark_end();
             self.sink = Some(sink);
         }
-        match self.output.clone() {
-            Some((path, format)) => {
-                self.finished = true;
-                self.write_output(py, &path, format)
-            }
-            None => Ok(()),
-        }
-    }
-
-    #[getter]
-    fn running(&self) -> bool {
-        self.running
-    }
-
-    /// Events recorded so far, on every thread.
-    #[getter]
-    fn event_count(&self, py: Python<'_>) -> usize {
-        self.with_recording(py, Recording::event_count).unwrap_or(0)
-    }
-
-    /// Calls recorded so far (generator resumptions included), on every thread.
-    #[getter]
-    fn call_count(&self, py: Python<'_>) -> usize {
-        let counted = |r: &Recording| (r.call_count(), r.count_streamed_calls());
-        let (in_memory, asked) = self.with_recording(py, counted).unwrap_or((0, None));
-        // A streaming recording's writer counts the calls it has encoded; it answers once it
-        // has encoded every chunk sent before the question (a failed writer does not).
-        let streamed = match asked {
-            Some(answer) => py.detach(move || answer.recv().unwrap_or(0)),
-            None => self.streamed_calls,
+        let Some((path, format)) = self.output.clone() else {
+            return Ok(Stopped::Done);
         };
-        in_memory + streamed
-    }
-
-    /// write(path, format="perfetto", *, color=False)
-    /// --
-    ///
-    /// Write what was recorded to `path` ("-": standard output) as "perfetto", "chrome" or
-    /// "text" (colored with color=True). The file is replaced whole or not at all.
-    #[pyo3(signature = (path, format="perfetto", *, color=false))]
-    fn write(&self, py: Python<'_>, path: PathBuf, format: &str, color: bool) -> PyResult<()> {
-        let format = parse_format(format)?;
-        if let Some((output, _)) = &self.output {
-            return Err(PyRuntimeError::new_err(format!(
-                "this Recorder writes {} itself when it stops (output=); write() is for a \
-                 Recorder without an output",
-                output.display()
-            )));
+        self.finished = true;
+        let started_in = self.sink.as_ref().map(|sink| sink.recording().process.pid);
+        if started_in.is_some_and(|pid| pid != std::process::id()) {
+            // A forked child (stopping at its exit, say) must not replace the parent's file.
+            return Ok(Stopped::Done);
         }
-        self.write_to(py, &path, format, color)
-    }
-
-    fn __enter__(mut slf: PyRefMut<'_, Self>) -> PyResult<PyRefMut<'_, Self>> {
-        let py = slf.py();
-        slf.start(py, false)?;
-        Ok(slf)
-    }
-
-    #[pyo3(signature = (*_exc_info))]
-    fn __exit__(&mut self, py: Python<'_>, _exc_info: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        self.stop(py)?;
-        Ok(false)
-    }
-}
-
-impl Recorder {
-    /// The sink of a first start(): a streaming one for a Perfetto output file.
-    fn new_sink(&mut self, py: Python<'_>) -> PyResult<Box<RecordSink>> {
-        let process = current_process(py);
-        match &self.output {
-            Some((path, Format::Perfetto)) if path.as_os_str() != "-" => {
-                let (sink, writer) =
-                    RecordSink::streaming(process, self.reprs, self.exit_lines, path)
-                        .map_err(|err| os_error(err, path))?;
-                self.writer = Some(writer);
-                Ok(Box::new(sink))
-            }
-            _ => Ok(Box::new(RecordSink::new(
-                process,
-                self.reprs,
-                self.exit_lines,
-            ))),
-        }
-    }
-
-    /// Writes the output when the recorder stops: waits for a streaming recording's writer
-    /// (without the GIL), or writes the recording kept in memory.
-    fn write_output(&mut self, py: Python<'_>, path: &Path, format: Format) -> PyResult<()> {
         let Some(writer) = self.writer.take() else {
-            return self.write_to(py, path, format, false);
+            self.write_to(py, &path, format, false)?;
+            return Ok(Stopped::Done);
         };
         // In a process forked since the recording started nothing goes to the parent's
         // writer (and nothing is written: the file is the parent's).
         if !self.sink.as_mut().is_some_and(|sink| sink.finish_stream()) {
-            return Ok(());
+            return Ok(Stopped::Done);
         }
-        match py.detach(|| writer.finish()) {
-            Ok(calls) => {
-                self.streamed_calls = calls;
-                Ok(())
-            }
-            Err(err) => Err(os_error(err, path)),
-        }
+        Ok(Stopped::Streaming(writer, path))
     }
 
     /// Writes what was recorded to `path` ("-": standard output).
@@ -297,6 +333,16 @@ impl Recorder {
             self.sink.as_ref().map(|sink| f(sink.recording()))
         }
     }
+}
+
+/// What [`Recorder::stop_recording`] did.
+enum Stopped {
+    /// Nothing: the recorder was not running.
+    NotRunning,
+    /// Stopped, and any output written.
+    Done,
+    /// Stopped; the writer thread is finishing the output file.
+    Streaming(StreamingWriter, PathBuf),
 }
 
 impl Drop for Recorder {
