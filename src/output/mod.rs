@@ -120,13 +120,18 @@ pub fn write_file_with(
     temp.commit()
 }
 
-/// A file written under a temporary name beside its target (`.NAME.PID.tmp`) and renamed over
-/// the target by [`TempFile::commit`]; removed if dropped before.
+/// A file written beside its target and renamed over it by [`TempFile::commit`]; gone if
+/// dropped before. Where the file system allows it the file has no name until the commit
+/// (`O_TMPFILE`), so a process that dies while writing (`os._exit`, a signal) leaves nothing
+/// behind; elsewhere it is `.NAME.PID.tmp`, removed on drop.
 #[derive(Debug)]
 pub struct TempFile {
     file: File,
+    /// The name it is given (at once, or at the commit) before the rename.
     temp: PathBuf,
     target: PathBuf,
+    /// Whether the file has no name yet (`O_TMPFILE`).
+    unnamed: bool,
     committed: bool,
 }
 
@@ -142,10 +147,15 @@ impl TempFile {
         temp_name.push(file_name);
         temp_name.push(format!(".{}.tmp", std::process::id()));
         let temp = target.with_file_name(temp_name);
+        let (file, unnamed) = match create_unnamed(target) {
+            Ok(file) => (file, true),
+            Err(_) => (File::create(&temp)?, false),
+        };
         Ok(TempFile {
-            file: File::create(&temp)?,
+            file,
             temp,
             target: target.to_path_buf(),
+            unnamed,
             committed: false,
         })
     }
@@ -154,22 +164,85 @@ impl TempFile {
         &mut self.file
     }
 
-    /// The temporary name.
+    /// The temporary name (which an unnamed file only gets at the commit).
     pub fn temp_path(&self) -> &Path {
         &self.temp
     }
 
-    /// Renames the file over its target.
+    /// Renames the file over its target (an unnamed one is first given its temporary name).
     pub fn commit(mut self) -> io::Result<()> {
+        if self.unnamed {
+            self.name_unnamed()?;
+            self.unnamed = false;
+        }
         fs::rename(&self.temp, &self.target)?;
         self.committed = true;
         Ok(())
     }
+
+    /// Links the unnamed file in as `temp`: through `/proc/self/fd` (no privilege needed),
+    /// else by copying its bytes into a new file of that name.
+    fn name_unnamed(&mut self) -> io::Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::io::AsRawFd;
+
+        let _ = fs::remove_file(&self.temp); // a leftover of an earlier process with our pid
+        let proc_path = format!("/proc/self/fd/{}\0", self.file.as_raw_fd());
+        let mut temp = self.temp.as_os_str().as_bytes().to_vec();
+        temp.push(0);
+        // SAFETY: both paths are NUL-terminated byte strings that outlive the call.
+        let linked = unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                proc_path.as_ptr().cast(),
+                libc::AT_FDCWD,
+                temp.as_ptr().cast(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        };
+        if linked == 0 {
+            return Ok(());
+        }
+        self.copy_to_temp()
+    }
+
+    /// Copies the file's bytes into a new file at `temp`.
+    fn copy_to_temp(&mut self) -> io::Result<()> {
+        use std::io::{Seek, SeekFrom};
+
+        let copied = (|| {
+            let mut source = self.file.try_clone()?;
+            source.seek(SeekFrom::Start(0))?;
+            let mut named = File::create(&self.temp)?;
+            io::copy(&mut source, &mut named)?;
+            named.flush()
+        })();
+        if copied.is_err() {
+            let _ = fs::remove_file(&self.temp);
+        }
+        copied
+    }
+}
+
+/// An unnamed file in `target`'s directory (`O_TMPFILE`), if the file system has them.
+fn create_unnamed(target: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let directory = match target.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o666)
+        .custom_flags(libc::O_TMPFILE)
+        .open(directory)
 }
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        if !self.committed {
+        if !self.committed && !self.unnamed {
             let _ = fs::remove_file(&self.temp);
         }
     }
@@ -268,6 +341,57 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["trace.json", "trace.pftrace", "trace.txt"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_temporary_file_is_named_only_when_committed() {
+        let dir = std::env::temp_dir().join(format!("ferrotrace-temp-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let listing = || {
+            let mut names: Vec<_> = fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            names
+        };
+        let target = dir.join("trace.bin");
+        let mut temp = TempFile::create(&target).unwrap();
+        temp.file().write_all(b"written").unwrap();
+        let unnamed = temp.unnamed;
+        if unnamed {
+            assert!(
+                listing().is_empty(),
+                "an unnamed file shows nowhere before the commit"
+            );
+        } else {
+            assert_eq!(
+                listing(),
+                [format!(".trace.bin.{}.tmp", std::process::id())]
+            );
+        }
+        temp.commit().unwrap();
+        assert_eq!(listing(), ["trace.bin"]);
+        assert_eq!(fs::read(&target).unwrap(), b"written");
+
+        // Dropped before its commit: nothing left, the target as it was.
+        let mut dropped = TempFile::create(&target).unwrap();
+        dropped.file().write_all(b"lost").unwrap();
+        drop(dropped);
+        assert_eq!(listing(), ["trace.bin"]);
+        assert_eq!(fs::read(&target).unwrap(), b"written");
+
+        // Named by copying when it cannot be linked in (as without /proc).
+        let mut copied = TempFile::create(&target).unwrap();
+        copied.file().write_all(b"copied bytes").unwrap();
+        if copied.unnamed {
+            copied.copy_to_temp().unwrap();
+            copied.unnamed = false;
+        }
+        copied.commit().unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"copied bytes");
+        assert_eq!(listing(), ["trace.bin"]);
         fs::remove_dir_all(&dir).unwrap();
     }
 
