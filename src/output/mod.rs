@@ -384,18 +384,21 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// The names in `dir`, sorted.
+    fn sorted_names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
     fn a_temporary_file_is_named_only_when_committed() {
         let dir = std::env::temp_dir().join(format!("ferrotrace-temp-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        let listing = || {
-            let mut names: Vec<_> = fs::read_dir(&dir)
-                .unwrap()
-                .map(|e| e.unwrap().file_name().into_string().unwrap())
-                .collect();
-            names.sort();
-            names
-        };
+        let listing = || sorted_names(&dir);
         let target = dir.join("trace.bin");
         let mut temp = TempFile::create(&target).unwrap();
         temp.file().write_all(b"written").unwrap();
@@ -441,14 +444,7 @@ mod tests {
 
         let dir = std::env::temp_dir().join(format!("ferrotrace-commit-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        let listing = || {
-            let mut names: Vec<_> = fs::read_dir(&dir)
-                .unwrap()
-                .map(|e| e.unwrap().file_name().into_string().unwrap())
-                .collect();
-            names.sort();
-            names
-        };
+        let listing = || sorted_names(&dir);
         let commit = |target: &Path, bytes: &[u8]| {
             let mut temp = TempFile::create(target).unwrap();
             temp.file().write_all(bytes).unwrap();
