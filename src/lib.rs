@@ -22,6 +22,7 @@ fn native_module(module: &Bound<'_, PyModule>) -> PyResult<()> {
     api::tracer::register(module)?;
     api::debugger::register(module)?;
     api::recorder::register(module)?;
+    api::program::register(module)?;
     module.add("FerrotraceError", py.get_type::<errors::FerrotraceError>())?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

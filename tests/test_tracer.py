@@ -273,6 +273,30 @@ def test_modules_filter() -> None:
     assert log == sys_stream()
 
 
+@pytest.mark.parametrize("first", ["functions", "user code"])
+def test_user_code_tracer_started_while_another_runs(first: str) -> None:
+    # The library directories are looked up only by a filter that selects the user's code,
+    # whether it starts first or while a tracer that does not need them runs.
+    def encode():
+        return json.dumps({"a": [1, 2]}, indent=1)
+
+    def both():
+        return workload(), encode()
+
+    user: list = []
+    scoped: list = []
+    user_tracer = ferrotrace.Tracer(recorder(user, only_this_file=False))
+    scoped_tracer = ferrotrace.Tracer(recorder(scoped, only_this_file=False), functions=["beta"])
+    outer, inner = (
+        (scoped_tracer, user_tracer) if first == "functions" else (user_tracer, scoped_tracer)
+    )
+    with outer, inner:
+        both()
+    assert scoped == only(sys_stream(both), "beta")
+    # Everything of this file, nothing of json's (the standard library).
+    assert user == sys_stream(both)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "pattern"),
     [

@@ -2,7 +2,7 @@
 
 import os
 from collections.abc import Callable
-from types import FrameType, TracebackType
+from types import CodeType, FrameType, TracebackType
 from typing import Any, Literal
 
 TraceFunction = Callable[[FrameType, str, Any], "TraceFunction | None"]
@@ -29,6 +29,10 @@ def _dispatch_count() -> int:
 
 def _set_empty_profile_hook(on: bool, /) -> None:
     """An empty C profile hook on the calling thread (a benchmark baseline, not a tool)."""
+
+def _compile_script(source: bytes, filename: str, /) -> CodeType:
+    """``compile(source, filename, "exec", dont_inherit=True)`` without building the ``ast``
+    node types (``ferrotrace trace``'s start-up)."""
 
 class tracing:
     """Context manager: trace the calling thread with ``function`` inside the block."""

@@ -314,10 +314,16 @@ pub unsafe fn code_extra(code: *mut ffi::PyObject, index: ffi::Py_ssize_t) -> *m
 /// # Safety
 /// `index` is one that CPython handed out and the GIL is held.
 pub unsafe fn verify_code_extra(py: Python<'_>, index: ffi::Py_ssize_t) -> bool {
-    let probe = py
-        .import("builtins")
-        .and_then(|builtins| builtins.getattr("compile")?.call1(("0", "<probe>", "eval")));
-    let Ok(probe) = probe else {
+    // Not through `compile()`: its check for an ast argument builds the ast node types,
+    // millions of instructions of every start.
+    let probe = ffi::Py_CompileStringExFlags(
+        c"0".as_ptr(),
+        c"<probe>".as_ptr(),
+        ffi::Py_eval_input,
+        ptr::null_mut(),
+        -1,
+    );
+    let Ok(probe) = Bound::from_owned_ptr_or_err(py, probe) else {
         return false;
     };
     let code = probe.as_ptr();

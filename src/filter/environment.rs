@@ -22,6 +22,14 @@ pub struct Environment {
 }
 
 impl Environment {
+    /// No library directory: what a filter that does not select the user's code is given (it
+    /// never asks).
+    pub const fn empty() -> Self {
+        Environment {
+            library_dirs: Vec::new(),
+        }
+    }
+
     /// `library_dirs`: every directory whose files are not the user's code. The binding layer
     /// passes `sysconfig`'s `stdlib`, `platstdlib`, `purelib` and `platlib` paths,
     /// `site.getsitepackages()`, `site.getusersitepackages()` and ferrotrace's own package

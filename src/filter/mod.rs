@@ -172,6 +172,12 @@ impl Filter {
         self.events
     }
 
+    /// Whether [`matches`](Self::matches) looks at the [`Environment`]: only a filter that
+    /// selects the user's own code does.
+    pub fn selects_user_code(&self) -> bool {
+        self.user_code
+    }
+
     pub fn depth(&self) -> u32 {
         self.spec.depth
     }

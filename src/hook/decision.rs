@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use crate::filter::Environment;
+use crate::filter::{Environment, Filter};
 use crate::hook::consumer::{registry_generation, with_consumers};
 
 /// Per thread: which consumers trace it, for one registry generation.
@@ -106,6 +106,25 @@ fn current_thread_name(py: Python<'_>, ident: u64) -> Option<String> {
         thread.getattr("_name")?.extract()
     };
     lookup().ok()
+}
+
+/// The environment of a backend that has not asked for one: filters that do not select the
+/// user's code never look at it.
+pub static NO_ENVIRONMENT: Environment = Environment::empty();
+
+/// The [`library_environment`] for a consumer with `filter` when the backend has none yet
+/// (`known` is false); None when the filter does not select the user's code. Asking
+/// `sysconfig` and `site` costs a process a few milliseconds of start-up (`ferrotrace trace
+/// --file '**'` never needs it).
+pub fn environment_to_add(
+    py: Python<'_>,
+    filter: &Filter,
+    known: bool,
+) -> PyResult<Option<Environment>> {
+    if known || !filter.selects_user_code() {
+        return Ok(None);
+    }
+    library_environment(py).map(Some)
 }
 
 /// Directories that are not the user's code: the interpreter's library, installed packages and

@@ -30,11 +30,13 @@ use pyo3::prelude::*;
 
 use crate::bindings::interpreter::{self, InterpreterFrame};
 use crate::errors::FerrotraceError;
-use crate::filter::{cache, CachedDecision, CodeInfo, Environment, EventMask};
+use crate::filter::{cache, CachedDecision, CodeInfo, Environment, EventMask, Filter};
 use crate::hook::addr_hash::AddrMap;
 use crate::hook::backend::NotStarted;
 use crate::hook::consumer::{self, with_consumers, Consumer, Sink};
-use crate::hook::decision::{code_names, depth_scope, library_environment, thread_consumers};
+use crate::hook::decision::{
+    code_names, depth_scope, environment_to_add, thread_consumers, NO_ENVIRONMENT,
+};
 use crate::hook::delivery::{self, EventFrame};
 use crate::hook::frame_record::{self, served_at_entry_and_exit, Entry, PlainRecord};
 use crate::hook::legacy::never_unwind;
@@ -165,7 +167,7 @@ fn previous_eval() -> ffi::_PyFrameEvalFunction {
 
 /// Adds a consumer; the first one installs the eval-frame function.
 pub fn add_consumer(py: Python<'_>, consumer: Consumer) -> Result<(), NotStarted> {
-    if let Err(error) = prepare(py) {
+    if let Err(error) = prepare(py, &consumer.filter) {
         return Err(NotStarted {
             error,
             consumer: Some(Box::new(consumer)),
@@ -177,8 +179,8 @@ pub fn add_consumer(py: Python<'_>, consumer: Consumer) -> Result<(), NotStarted
 }
 
 /// What must be in place before a consumer is registered: the frame layout checked, the
-/// `co_extra` slot, the library environment and the eval-frame function.
-fn prepare(py: Python<'_>) -> PyResult<()> {
+/// `co_extra` slot, the library environment if `filter` needs it, and the eval-frame function.
+fn prepare(py: Python<'_>, filter: &Filter) -> PyResult<()> {
     interpreter::layout().map_err(|detail| {
         FerrotraceError::new_err(format!(
             "ferrotrace.Tracer cannot run on this interpreter: its {detail} layout is not the \
@@ -198,8 +200,8 @@ fn prepare(py: Python<'_>) -> PyResult<()> {
         let direct = unsafe { interpreter::verify_code_extra(py, index) };
         CODE_EXTRA_DIRECT.store(direct, Ordering::Relaxed);
     }
-    if with_engine(py, |engine| engine.environment.is_none()) {
-        let environment = library_environment(py)?;
+    let known = with_engine(py, |engine| engine.environment.is_some());
+    if let Some(environment) = environment_to_add(py, filter, known)? {
         with_engine(py, |engine| engine.environment = Some(environment));
     }
     install(py)
@@ -354,9 +356,9 @@ unsafe fn matching_consumers(py: Python<'_>, frame: *const InterpreterFrame) -> 
         qualname: &qualname,
         module: module.as_deref(),
     };
-    let ids = with_engine(py, |engine| match &engine.environment {
-        Some(env) => with_consumers(py, |consumers| consumer::matching(consumers, &info, env)),
-        None => Vec::new(),
+    let ids = with_engine(py, |engine| {
+        let env = engine.environment.as_ref().unwrap_or(&NO_ENVIRONMENT);
+        with_consumers(py, |consumers| consumer::matching(consumers, &info, env))
     });
     let index = CODE_EXTRA_INDEX.load(Ordering::Relaxed);
     if generation != 0 && index >= 0 {

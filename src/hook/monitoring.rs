@@ -17,12 +17,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyModule, PyTuple};
 
 use crate::bindings::frame;
-use crate::filter::{CodeInfo, Environment};
+use crate::filter::{CodeInfo, Environment, Filter};
 use crate::hook::addr_hash::AddrMap;
 use crate::hook::backend::NotStarted;
 use crate::hook::consumer::{self, with_consumers, Consumer, Sink};
 use crate::hook::decision::{
-    code_names, depth_scope, library_environment, retain_thread_consumers,
+    code_names, depth_scope, environment_to_add, retain_thread_consumers, NO_ENVIRONMENT,
 };
 use crate::hook::delivery::{self, EventFrame};
 use crate::hook::fastcall;
@@ -115,7 +115,7 @@ pub fn add_consumer(
     module: &Bound<'_, PyModule>,
     consumer: Consumer,
 ) -> Result<(), NotStarted> {
-    if let Err(error) = claim_tool_once(py, module) {
+    if let Err(error) = claim_tool_once(py, module, &consumer.filter) {
         return Err(NotStarted {
             error,
             consumer: Some(Box::new(consumer)),
@@ -133,18 +133,22 @@ pub fn add_consumer(
     Ok(())
 }
 
-/// The first consumer claims a tool id and registers the callbacks.
-fn claim_tool_once(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
-    let needs_tool = with_engine(py, |engine| engine.tool.is_none());
+/// The first consumer claims a tool id and registers the callbacks; the first one whose
+/// `filter` selects the user's code while the tool is held asks for the library environment.
+fn claim_tool_once(py: Python<'_>, module: &Bound<'_, PyModule>, filter: &Filter) -> PyResult<()> {
+    let (needs_tool, known) = with_engine(py, |engine| {
+        (engine.tool.is_none(), engine.environment.is_some())
+    });
+    if let Some(environment) = environment_to_add(py, filter, known)? {
+        with_engine(py, |engine| engine.environment = Some(environment));
+    }
     if needs_tool {
-        let environment = library_environment(py)?;
         let tool = claim_tool(py)?;
         register_callbacks(py, module, tool)?;
         monitoring(py)?.call_method1("set_events", (tool, DISCOVERY_EVENTS))?;
         with_engine(py, |engine| {
             engine.global_events = 0;
             engine.tool = Some(tool);
-            engine.environment = Some(environment);
         });
     }
     Ok(())
@@ -178,6 +182,8 @@ pub fn remove_consumer(py: Python<'_>, id: u64) -> PyResult<Option<Consumer>> {
         with_engine(py, |engine| {
             engine.tool = None;
             engine.global_events = 0;
+            // The next claim asks again, if a filter needs it.
+            engine.environment = None;
         });
     } else {
         restart_events(py)?;
@@ -421,10 +427,8 @@ fn wanted_by(
         module: module.as_deref(),
     };
     let (ids, tool) = with_engine(py, |engine| {
-        let ids: Vec<u64> = match &engine.environment {
-            Some(env) => with_consumers(py, |consumers| consumer::matching(consumers, &info, env)),
-            None => Vec::new(),
-        };
+        let env = engine.environment.as_ref().unwrap_or(&NO_ENVIRONMENT);
+        let ids = with_consumers(py, |consumers| consumer::matching(consumers, &info, env));
         (ids, engine.tool)
     });
     let replaced = with_engine(py, |engine| {
