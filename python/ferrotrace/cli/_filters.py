@@ -4,7 +4,18 @@ keyword arguments of ``ferrotrace.Tracer`` and ``ferrotrace.Recorder``."""
 
 from __future__ import annotations
 
-import argparse
+from ferrotrace.cli._quick_options import (
+    APPEND,
+    STORE,
+    STORE_TRUE,
+    QuickOption,
+    natural_number,
+)
+
+TYPE_CHECKING = False  # not `typing`'s: importing it (or argparse) costs start-up
+if TYPE_CHECKING:
+    import argparse
+    from types import SimpleNamespace
 
 FILTER_HELP = """\
 which code (default: your own code, i.e. everything outside the standard library and
@@ -57,7 +68,20 @@ def add_filter_arguments(parser: argparse.ArgumentParser, *, default_events: str
     )
 
 
+# The same options for `parse_quickly`, in the order they are added above.
+QUICK_FILTER_OPTIONS = (
+    QuickOption("module", APPEND, ("--module",), default=[]),
+    QuickOption("file", APPEND, ("--file",), default=[]),
+    QuickOption("function", APPEND, ("--function",), default=[]),
+    QuickOption("user_code", STORE_TRUE, ("--user-code",), default=False),
+    QuickOption("depth", STORE, ("--depth",), default=0, convert=natural_number),
+    QuickOption("events", STORE, ("--events",)),
+)
+
+
 def _depth(text: str) -> int:
+    import argparse  # imported already: only argparse's parser calls this
+
     try:
         value = int(text)
     except ValueError:
@@ -67,7 +91,9 @@ def _depth(text: str) -> int:
     return value
 
 
-def filter_kwargs(args: argparse.Namespace, *, default_events: str) -> dict[str, object]:
+def filter_kwargs(
+    args: argparse.Namespace | SimpleNamespace, *, default_events: str
+) -> dict[str, object]:
     """The filter options as ``Tracer``/``Recorder`` keyword arguments."""
     return {
         "modules": args.module,

@@ -16,16 +16,26 @@ import importlib.machinery
 import importlib.util
 import io
 import os
-import runpy
 import sys
 import types
-from collections.abc import Callable, Sequence
-from types import CodeType, TracebackType
 
+from ferrotrace import _native
 from ferrotrace.cli import CliError
 
-# Where a traceback of `python -m` starts: plain python shows runpy's frames too.
-_RUN_MODULE_AS_MAIN = runpy._run_module_as_main  # type: ignore[attr-defined]
+TYPE_CHECKING = False  # not `typing`'s: importing it (or `collections`) costs start-up
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from types import CodeType, TracebackType
+
+
+def _run_module_as_main() -> Callable[..., object]:
+    """runpy's own ``python -m`` entry, where a traceback of ``python -m`` starts (plain python
+    shows runpy's frames too). Imported for ``-m`` only (``python -m ferrotrace`` has it
+    already; the ``ferrotrace`` script need not pay for it), by :meth:`Program.prepare`:
+    before the program's ``sys.path`` is set and before any tool starts."""
+    import runpy
+
+    return runpy._run_module_as_main  # type: ignore[attr-defined]
 
 
 class Program:
@@ -58,9 +68,11 @@ class Program:
                     source = file.read()
             except OSError as error:
                 raise CliError(f"can't open file {self.script!r}: {error}") from None
-            self.code = compile(source, path, "exec", dont_inherit=True)
+            # compile(source, path, "exec", dont_inherit=True), minus its start-up cost.
+            self.code = _native._compile_script(source, path)
         else:
             assert self.module is not None
+            _run_module_as_main()
             try:
                 spec = importlib.util.find_spec(self.module)
             except (ImportError, ValueError) as error:
@@ -89,7 +101,7 @@ class Program:
                 exec(self.code, main.__dict__)
             else:
                 # runpy's own `python -m` entry: argv[0] becomes the module's file, as in python.
-                _RUN_MODULE_AS_MAIN(self.module, alter_argv=True)
+                _run_module_as_main()(self.module, alter_argv=True)
         except SystemExit:
             raise
         except BaseException as error:
@@ -113,7 +125,7 @@ class Program:
 
     def _program_frames(self, tb: TracebackType | None) -> TracebackType | None:
         """The traceback from the program's first frame on, as plain python shows it."""
-        start = self.code if self.script is not None else _RUN_MODULE_AS_MAIN.__code__
+        start = self.code if self.script is not None else _run_module_as_main().__code__
         entry = tb
         while entry is not None and entry.tb_frame.f_code is not start:
             entry = entry.tb_next

@@ -10,20 +10,34 @@ non-daemon threads). The program behaves as under plain ``python``: same ``sys.a
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import os
 import sys
-from collections.abc import Sequence
 
 from ferrotrace import Recorder
 from ferrotrace.cli import CliError
-from ferrotrace.cli._filters import add_filter_arguments, filter_kwargs
+from ferrotrace.cli._filters import QUICK_FILTER_OPTIONS, add_filter_arguments, filter_kwargs
 from ferrotrace.cli._program import Program, exit_like_python
+from ferrotrace.cli._quick_options import (
+    BOOLEAN_OPTIONAL,
+    DEFAULT_ONLY,
+    STORE,
+    STORE_TRUE,
+    QuickOption,
+    choice,
+    parse_quickly,
+)
+
+TYPE_CHECKING = False  # not `typing`'s: importing it (or argparse) costs start-up
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+    from types import SimpleNamespace
 
 SUMMARY = "run a program and write a trace of its calls (text, Chrome JSON or Perfetto)"
 
 FORMATS = ("text", "chrome", "perfetto")
+COLORS = ("auto", "always", "never")
 DEFAULT_OUTPUT = {"text": "-", "chrome": "ferrotrace.json", "perfetto": "ferrotrace.pftrace"}
 # Chrome and Perfetto files show calls: without `line` and `exception` events the engine
 # switches line events off, which makes recording much cheaper. A call that exits by an
@@ -83,29 +97,36 @@ def terminal_columns() -> int:
     return columns or 80
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+def help_formatter() -> type[argparse.RawDescriptionHelpFormatter]:
     """argparse's, given the width: argparse would import ``shutil`` (and with it ``bz2``,
-    ``lzma``, ``zlib``) for it each time an option is added, milliseconds of every traced
-    run's start-up."""
+    ``lzma``, ``zlib``) for it each time an option is added, milliseconds of start-up."""
+    import argparse
 
-    def __init__(
-        self,
-        prog: str,
-        indent_increment: int = 2,
-        max_help_position: int = 24,
-        width: int | None = None,
-    ) -> None:
-        width = terminal_columns() - 2 if width is None else width
-        super().__init__(prog, indent_increment, max_help_position, width)
+    class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+        def __init__(
+            self,
+            prog: str,
+            indent_increment: int = 2,
+            max_help_position: int = 24,
+            width: int | None = None,
+        ) -> None:
+            width = terminal_columns() - 2 if width is None else width
+            super().__init__(prog, indent_increment, max_help_position, width)
+
+    return HelpFormatter
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of ferrotrace's options (not the program: see :func:`split_argv`). Keep
+    :data:`QUICK_OPTIONS` in step with it."""
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="ferrotrace trace",
         usage="%(prog)s [options] (script.py | -m module) [args ...]",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=HelpFormatter,
+        formatter_class=help_formatter(),
     )
     program = parser.add_argument_group("program (everything after it is its arguments)")
     program.add_argument("script", nargs="?", help="the script to run, e.g. myscript.py")
@@ -130,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     output.add_argument(
         "--color",
-        choices=("auto", "always", "never"),
+        choices=COLORS,
         default="auto",
         help="colour text output: auto is on a terminal unless NO_COLOR is set (default: auto)",
     )
@@ -146,6 +167,31 @@ def build_parser() -> argparse.ArgumentParser:
         "-q", "--quiet", action="store_true", help="no summary line on standard error"
     )
     return parser
+
+
+# build_parser()'s actions for `parse_quickly`, in the order they are added (argparse sets its
+# namespace's attributes in that order). `-m` and the positionals never reach it: split_argv
+# takes them out first (a `-m` left among the options is argparse's to report).
+QUICK_OPTIONS = (
+    QuickOption("script", DEFAULT_ONLY),
+    QuickOption("run_module", DEFAULT_ONLY),
+    QuickOption("args", DEFAULT_ONLY, default=[]),
+    *QUICK_FILTER_OPTIONS,
+    QuickOption("format", STORE, ("--format",), default="text", convert=choice(*FORMATS)),
+    QuickOption("output", STORE, ("-o", "--output")),
+    QuickOption("color", STORE, ("--color",), default="auto", convert=choice(*COLORS)),
+    QuickOption("reprs", BOOLEAN_OPTIONAL, ("--reprs", "--no-reprs")),
+    QuickOption("quiet", STORE_TRUE, ("-q", "--quiet"), default=False),
+)
+
+
+def parse_options(options: Sequence[str]) -> argparse.Namespace | SimpleNamespace:
+    """ferrotrace's options: what ``build_parser().parse_args(options)`` returns, without
+    argparse's start-up cost when :func:`parse_quickly` can be sure of it."""
+    quick = parse_quickly(options, QUICK_OPTIONS)
+    if quick is not None:
+        return quick
+    return build_parser().parse_args(options)
 
 
 def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -164,11 +210,9 @@ def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return list(argv), []
 
 
-def parse(
-    parser: argparse.ArgumentParser, argv: Sequence[str]
-) -> tuple[argparse.Namespace, Program]:
+def parse(argv: Sequence[str]) -> tuple[argparse.Namespace | SimpleNamespace, Program]:
     options, rest = split_argv(argv)
-    args = parser.parse_args(options)
+    args = parse_options(options)
     if rest and rest[0].startswith("-m"):
         module = rest[0][2:] or (rest[1] if len(rest) > 1 else "")
         if not module:
@@ -255,7 +299,7 @@ def writes_itself(fmt: str, output: str) -> bool:
 
 
 def main(argv: Sequence[str]) -> int:
-    args, program = parse(build_parser(), argv)
+    args, program = parse(argv)
     output = args.output or DEFAULT_OUTPUT[args.format]
     reprs = args.reprs if args.reprs is not None else args.format == "text"
     destination = {"output": output, "format": args.format}
