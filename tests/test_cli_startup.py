@@ -1,7 +1,8 @@
 """What ``ferrotrace trace`` does before the program runs costs every traced run: it imports
 nothing the run does not need (argparse is only for command lines the quick parser leaves to
 it, sysconfig only for a filter that selects the user's code), and compiles the script as
-``compile()`` would without building the ``ast`` node types.
+``compile()`` would without building the ``ast`` node types. ``import ferrotrace`` does not
+import ``threading`` (a Tracer that filters threads by name imports it when it starts).
 """
 
 from __future__ import annotations
@@ -86,3 +87,36 @@ def test_compile_script_is_compile(name: str, tmp_path: Path) -> None:
 
     expected = outcome(lambda src, filename: compile(src, filename, "exec", dont_inherit=True))
     assert outcome(_native._compile_script) == expected
+
+
+THREAD_FILTER = """\
+import sys
+import ferrotrace
+print("threading" in sys.modules)
+
+def work():
+    return 1
+
+calls = []
+
+def callback(frame, event, arg):
+    calls.append((event, frame.f_code.co_name))
+    return callback
+
+for threads in (["MainThread"], ["worker-*"]):
+    with ferrotrace.Tracer(callback, functions=["work"], threads=threads):
+        work()
+    print(threads, calls)
+    calls.clear()
+"""
+
+
+def test_import_ferrotrace_leaves_threading_to_thread_filters(tmp_path: Path) -> None:
+    (tmp_path / "prog.py").write_text(THREAD_FILTER)
+    result = run("prog.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "False",
+        "['MainThread'] [('call', 'work'), ('line', 'work'), ('return', 'work')]",
+        "['worker-*'] []",
+    ]

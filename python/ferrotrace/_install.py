@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import _thread
 import sys
-import threading
 
 from ferrotrace import _native
 
@@ -16,7 +16,9 @@ _REPLACEMENTS = {
 if hasattr(sys, "_settraceallthreads"):  # 3.12+
     _REPLACEMENTS["_settraceallthreads"] = _native._settraceallthreads
 
-_lock = threading.Lock()
+# `threading.Lock()` itself, without importing `threading` into every program that imports
+# ferrotrace (millions of instructions of its start-up).
+_lock = _thread.allocate_lock()
 _originals: dict[str, object] = {}
 
 

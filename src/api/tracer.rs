@@ -67,6 +67,11 @@ impl Tracer {
         let Some(callback) = &self.callback else {
             return Err(PyValueError::new_err("this Tracer was cleared"));
         };
+        if !self.filter.spec().threads.is_empty() {
+            // Thread names are read from `threading._active` (see `decision.rs`), which only
+            // exists once `threading` is imported; `import ferrotrace` does not import it.
+            py.import("threading")?;
+        }
         start_backend(
             py,
             self.id,
