@@ -916,6 +916,36 @@ def test_code_objects_made_and_dropped_while_recording() -> None:
         gc.collect()
 
 
+def test_a_code_object_made_where_a_dropped_one_was_is_recorded_as_itself(tmp_path: Path) -> None:
+    """What the fast path keeps per code object is found by the code object's address: one
+    made at the address of one dropped (which the test makes sure happens; a recorder keeps the
+    code objects it saw until it goes) is recorded under its own name and lines, never the
+    dropped one's."""
+    addresses = []
+    for round in range(4):
+        recorder = ferrotrace.Recorder(functions=["made_*"], exit_lines=False)
+        expected = []
+        with recorder:
+            for i in range(100):
+                name, first_line = f"made_{(i + round) % 7}", 1 + (i + round) % 5
+                source = "\n" * (first_line - 1) + f"def {name}():\n    return {i}\n"
+                namespace: dict = {}
+                exec(compile(source, "<made>", "exec"), namespace)
+                addresses.append(id(namespace[name].__code__))
+                assert namespace[name]() == i
+                assert namespace[name]() == i
+                expected += [(name, first_line)] * 2
+                namespace.clear()  # the function and its globals refer to each other
+        slices = sorted(
+            (e for e in chrome_events(recorder, tmp_path) if e["ph"] == "X"),
+            key=lambda e: e["ts"],
+        )
+        assert [(e["name"], e["args"]["line"]) for e in slices] == expected
+        del recorder
+        gc.collect()
+    assert len(set(addresses)) < len(addresses), "no code object took a dropped one's address"
+
+
 AT_EXIT_PROGRAM = """\
 import os, sys
 import ferrotrace

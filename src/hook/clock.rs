@@ -14,6 +14,8 @@
 use std::cell::Cell;
 use std::sync::LazyLock;
 
+use crate::record::Event;
+
 /// When the clock started, on `CLOCK_MONOTONIC`, and the counter then (None: the counter is
 /// not used).
 struct Base {
@@ -64,8 +66,24 @@ struct ThreadState {
     slot: Cell<BufferSlot>,
 }
 
-/// (serial of a record sink, index of this thread's buffer in its recording); serial 0: none.
-pub type BufferSlot = (u64, usize);
+/// Where this thread records in the record sink it recorded into last.
+#[derive(Clone, Copy)]
+pub struct BufferSlot {
+    /// The sink's serial; 0: none.
+    pub serial: u64,
+    /// The index of this thread's buffer in the sink's recording.
+    pub index: usize,
+    /// That buffer's open chunk ([`ThreadBuffer::open_chunk`](crate::record::ThreadBuffer)).
+    pub open: *mut Vec<Event>,
+}
+
+impl BufferSlot {
+    pub const NONE: BufferSlot = BufferSlot {
+        serial: 0,
+        index: 0,
+        open: std::ptr::null_mut(),
+    };
+}
 
 thread_local! {
     static THREAD: ThreadState = const {
@@ -76,7 +94,7 @@ thread_local! {
                 ns_per_tick_q32: 0,
             }),
             last_ns: Cell::new(0),
-            slot: Cell::new((0, 0)),
+            slot: Cell::new(BufferSlot::NONE),
         }
     };
 }
@@ -105,7 +123,40 @@ pub fn now_ns() -> u64 {
 /// The time now (as [`now_ns`]) and this thread's buffer slot, in one thread-local access.
 #[inline]
 pub fn now_ns_with_slot<R>(f: impl FnOnce(u64, &Cell<BufferSlot>) -> R) -> R {
-    THREAD.with(|thread| f(thread_now_ns(thread), &thread.slot))
+    let thread = this_thread();
+    f(thread.now_ns(), thread.slot())
+}
+
+/// The calling thread's recording state, reached by one thread-local access (not `Send`: it
+/// is only ever the calling thread's).
+#[derive(Clone, Copy)]
+pub struct ThisThread(*const ThreadState);
+
+/// The calling thread's recording state.
+#[inline(always)]
+pub fn this_thread() -> ThisThread {
+    ThisThread(THREAD.with(|thread| thread as *const ThreadState))
+}
+
+impl ThisThread {
+    #[inline(always)]
+    fn state(&self) -> &ThreadState {
+        // SAFETY: the calling thread's own state, which has no destructor: alive as long as
+        // the thread, and a `ThisThread` never leaves it.
+        unsafe { &*self.0 }
+    }
+
+    /// The time now, as [`now_ns`].
+    #[inline(always)]
+    pub fn now_ns(&self) -> u64 {
+        thread_now_ns(self.state())
+    }
+
+    /// This thread's buffer slot.
+    #[inline(always)]
+    pub fn slot(&self) -> &Cell<BufferSlot> {
+        &self.state().slot
+    }
 }
 
 /// The time now on `thread` (the calling thread's state). A thread's rate comes from the
@@ -141,7 +192,7 @@ fn without_rate(thread: &ThreadState) -> u64 {
 /// Forgets the calling thread's buffer slot (in a forked child, for the thread that forked:
 /// see [`crate::hook::record_sink`]). Touches only this thread's own state.
 pub fn forget_buffer_slot() {
-    let _ = THREAD.try_with(|thread| thread.slot.set((0, 0)));
+    let _ = THREAD.try_with(|thread| thread.slot.set(BufferSlot::NONE));
 }
 
 /// This thread's buffer slot.

@@ -34,12 +34,15 @@ pub fn new_id() -> u64 {
 
 pub struct Consumer {
     pub id: u64,
+    /// Never replaced while the consumer is registered (the recording fast path keeps a
+    /// pointer to a record sink for a registry generation).
     pub sink: Sink,
     pub filter: Filter,
     /// The only thread traced, or None for every thread.
     pub thread: Option<u64>,
     /// Threads on which the callback raised: tracing is off there, as after a settrace error.
-    pub failed_threads: Vec<u64>,
+    /// Added to only by [`Self::fail_thread`].
+    failed_threads: Vec<u64>,
     /// Local trace functions, by frame address.
     pub locals: AddrMap<usize, Py<PyAny>>,
     /// Frames of code the filter does not match that are in scope through `depth`.
@@ -67,6 +70,19 @@ impl Consumer {
     pub fn traces_thread(&self, thread: u64) -> bool {
         self.thread.is_none_or(|only| only == thread) && !self.failed_threads.contains(&thread)
     }
+
+    /// Whether tracing was switched off on some thread.
+    pub fn failed_on_a_thread(&self) -> bool {
+        !self.failed_threads.is_empty()
+    }
+
+    /// Switches tracing off on `thread` (its callback raised there). A new registry generation:
+    /// what was decided for the set of consumers (which of them trace a thread, the recording
+    /// fast path's per-code state) no longer holds.
+    pub fn fail_thread(&mut self, thread: u64) {
+        self.failed_threads.push(thread);
+        GENERATION.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The running consumers. Only touched with the GIL held (ferrotrace is not built for
@@ -80,7 +96,9 @@ unsafe impl Sync for Registry {}
 /// Const-initialised: no first-use check per event.
 static REGISTRY: Registry = Registry(RefCell::new(Vec::new()));
 
-/// Changes whenever a consumer is added or removed (decisions about the set are then stale).
+/// Changes whenever a consumer is added or removed, or a consumer's threads change (decisions
+/// about the set are then stale). Per-event checks that only such a change could make fail
+/// are left to it: the recording fast path checks nothing else of the registry.
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 pub fn registry_generation() -> u64 {
@@ -90,6 +108,17 @@ pub fn registry_generation() -> u64 {
 /// Runs `f` on the running consumers. `f` must not call into Python.
 pub fn with_consumers<R>(_py: Python<'_>, f: impl FnOnce(&mut Vec<Consumer>) -> R) -> R {
     f(&mut REGISTRY.0.borrow_mut())
+}
+
+/// The registry borrowed (see [`hold_registry`]).
+pub struct Held(#[allow(dead_code)] std::cell::RefMut<'static, Vec<Consumer>>);
+
+/// Borrows the registry, so that no one else refers to a consumer while the result is held
+/// (for code that reached a consumer's parts by a pointer kept since an earlier borrow); None
+/// if it is borrowed already. No Python code may run while it is held.
+#[inline(always)]
+pub fn hold_registry(_py: Python<'_>) -> Option<Held> {
+    REGISTRY.0.try_borrow_mut().ok().map(Held)
 }
 
 /// Runs `f` on the registered consumer `id` (None if there is none). `f` must not call into
@@ -126,4 +155,28 @@ pub fn matching(consumers: &[Consumer], code: &CodeInfo<'_>, env: &Environment) 
         .filter(|c| c.filter.matches(code, env))
         .map(|c| c.id)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::FilterSpec;
+    use crate::record::ProcessInfo;
+
+    #[test]
+    fn switching_a_thread_off_is_a_new_generation() {
+        let sink = Sink::Record(Box::new(RecordSink::new(
+            ProcessInfo::default(),
+            false,
+            false,
+        )));
+        let filter = Filter::new(&FilterSpec::default()).unwrap();
+        let mut consumer = Consumer::new(new_id(), sink, filter, None);
+        assert!(consumer.traces_every_thread() && !consumer.failed_on_a_thread());
+        let before = registry_generation();
+        consumer.fail_thread(7);
+        assert!(registry_generation() > before);
+        assert!(consumer.failed_on_a_thread() && !consumer.traces_thread(7));
+        assert!(consumer.traces_thread(8) && !consumer.traces_every_thread());
+    }
 }

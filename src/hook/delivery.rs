@@ -161,7 +161,7 @@ pub fn deliver(
                 _ => consumer.locals.insert(key, function.clone().unbind()),
             },
             (LocalUpdate::DisableAndClear, _) => {
-                consumer.failed_threads.push(thread);
+                consumer.fail_thread(thread);
                 consumer.locals.remove(&key)
             }
             _ => None,

@@ -19,9 +19,10 @@ use pyo3::Borrowed;
 pub type Body =
     fn(Python<'_>, &Bound<'_, PyAny>, i64, Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>>;
 
-/// A callback's fast path: `(code, offset)`, borrowed (no reference count changes); true
-/// when it handled the event, false to run the callback's general body.
-pub type FastPath = fn(Python<'_>, &Bound<'_, PyAny>, &Bound<'_, PyAny>) -> bool;
+/// A callback's fast path: `(code, offset)`, borrowed references as CPython passed them (no
+/// reference count changes, no null check: CPython passes objects); true when it handled the
+/// event, false to run the callback's general body.
+pub type FastPath = fn(Python<'_>, *mut ffi::PyObject, *mut ffi::PyObject) -> bool;
 
 /// Runs `fast` for a callback CPython called with `nargs` arguments at `args`: Some(result of
 /// the callback) if it handled the event (None returned, or a panic raised as an exception).
@@ -39,14 +40,10 @@ pub unsafe fn try_fast(
     }
     // SAFETY: CPython holds the GIL while it calls a callback.
     let py = unsafe { Python::assume_attached() };
-    // SAFETY: at least two borrowed, non-null references at `args`, alive for the call.
-    let (code, offset) = unsafe {
-        (
-            Borrowed::from_ptr(py, *args),
-            Borrowed::from_ptr(py, *args.add(1)),
-        )
-    };
-    match catch_unwind(AssertUnwindSafe(|| fast(py, &code, &offset))) {
+    // SAFETY: at least two borrowed references at `args`, alive for the call.
+    let (code, offset) = unsafe { (*args, *args.add(1)) };
+    // `move`: the closure holds the pointers themselves (nothing is stored for it).
+    match catch_unwind(AssertUnwindSafe(move || fast(py, code, offset))) {
         Ok(true) => Some(new_none(py)),
         Ok(false) => None,
         Err(_) => {

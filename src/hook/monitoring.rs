@@ -279,10 +279,11 @@ unsafe extern "C" fn fast_on_yield(
 
 /// `PY_RETURN` and `PY_YIELD` on the recording fast path (a recorder keeps no value and, for
 /// `record_cached`'s recorders, forgets no frame: that is for local trace functions).
+#[inline(always)]
 fn record_cached_return(
     py: Python<'_>,
-    code: &Bound<'_, PyAny>,
-    offset: &Bound<'_, PyAny>,
+    code: *mut ffi::PyObject,
+    offset: *mut ffi::PyObject,
 ) -> bool {
     record_cached(py, code, EventKind::Return, offset)
 }

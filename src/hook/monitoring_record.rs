@@ -5,33 +5,69 @@
 //! What an event needs is found once per code object and registry generation (see
 //! [`Recorders`]) and kept in a code-extra slot of the code object itself
 //! (`PyUnstable_Code_SetExtra`), so that an event costs one read of that slot, a check of the
-//! generation, and a push into each recorder's thread buffer. A code object frees its slot's
-//! contents when it goes (the slot's free function); the contents hold no Python object. Every
-//! other event, and a code object whose slot is empty or stale, takes the backend's general
-//! path (`monitoring::deliver`), which refreshes the slot.
+//! generation, and a push into each recorder's thread buffer. For the usual single recorder
+//! the slot holds its sink itself: the generation is the only check of the registry (whatever
+//! would make the sink not the one found, or not recording on a thread, changes it). A code
+//! object frees its slot's contents when it goes (the slot's free function); the contents hold
+//! no Python object. The slot is read through a small cache by code object address
+//! ([`SlotCache`]), which that free function keeps true. Every other event, and a code object
+//! whose slot is empty or stale, takes the backend's general path (`monitoring::deliver`),
+//! which refreshes the slot.
 
+use std::cell::Cell;
 use std::ffi::c_void;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::Borrowed;
 
+use crate::filter::Filter;
 use crate::hook::consumer::{self, with_consumers, Consumer, Sink};
 use crate::hook::record_sink::{now_ns, CallLines, RecordSink};
 use crate::protocol::TraceEvent;
 use crate::record::{EventKind, FunctionId};
 
+/// What the code-extra slot of a code object holds.
+struct Slot {
+    /// The code object's address (to forget it in the [`SlotCache`] when it goes).
+    code: usize,
+    /// The registry generation `recorders` were found in.
+    generation: u64,
+    recorders: Recorders,
+}
+
 /// What the fast path knows of one code object in one registry generation.
+#[repr(u8)]
 enum Recorders {
     /// Some consumer of this generation is not a plain recorder: the general path.
-    General { generation: u64 },
-    /// Every consumer is a recorder without `depth` or thread-name filter, and each one that
-    /// wants this code has seen it.
+    General,
+    /// Every consumer is a recorder without `depth` or thread-name filter, and the only one
+    /// that wants this code has seen it.
+    Single {
+        recorder: SingleRecorder,
+        call_lines: CallLines,
+    },
+    /// As `Single`, with several recorders wanting the code.
     Plain {
-        generation: u64,
         targets: Vec<RecordTarget>,
         call_lines: CallLines,
     },
+}
+
+/// The one recorder that wants the code: its sink, the code's function id there, and what it
+/// does with each event the fast path takes.
+struct SingleRecorder {
+    /// The sink, boxed in its consumer. It stays that consumer's, at this address, while the
+    /// registry's generation is the one found with it: a consumer leaves the registry (and a
+    /// consumer's sink is never replaced while it is registered) only in a new generation.
+    sink: NonNull<RecordSink>,
+    function: FunctionId,
+    /// The only thread it records (a recorder started without `all_threads`).
+    thread: Option<u64>,
+    on_call: Step,
+    on_return: Step,
 }
 
 /// A recorder that wants the code: where it is in the registry, the code's function id in its
@@ -59,14 +95,15 @@ enum Step {
     General,
 }
 
-/// The code-extra slot holding a `Box<Recorders>` (-1: not requested yet, -2: none available).
+/// The code-extra slot holding a `Box<Slot>` (-1: not requested yet, -2: none available).
 static EXTRA_INDEX: AtomicIsize = AtomicIsize::new(-1);
 
 /// The slot's free function, called by CPython when a code object with a value in it goes.
-unsafe extern "C" fn free_recorders(recorders: *mut c_void) {
-    if !recorders.is_null() {
-        // SAFETY: only `store` puts values in the slot, each a `Box<Recorders>` given up.
-        drop(unsafe { Box::from_raw(recorders.cast::<Recorders>()) });
+unsafe extern "C" fn free_slot(slot: *mut c_void) {
+    if !slot.is_null() {
+        // SAFETY: only `store` puts values in the slot, each a `Box<Slot>` given up.
+        let slot = unsafe { Box::from_raw(slot.cast::<Slot>()) };
+        SLOT_CACHE.forget(slot.code);
     }
 }
 
@@ -75,7 +112,7 @@ fn extra_index(_py: Python<'_>) -> Option<ffi::Py_ssize_t> {
     let index = match EXTRA_INDEX.load(Ordering::Relaxed) {
         -1 => {
             // SAFETY: the GIL is held (the token); requested once per process.
-            let index = unsafe { ffi::PyUnstable_Eval_RequestCodeExtraIndex(free_recorders) };
+            let index = unsafe { ffi::PyUnstable_Eval_RequestCodeExtraIndex(free_slot) };
             let index = if index < 0 { -2 } else { index };
             EXTRA_INDEX.store(index, Ordering::Relaxed);
             index
@@ -85,39 +122,108 @@ fn extra_index(_py: Python<'_>) -> Option<ffi::Py_ssize_t> {
     (index >= 0).then_some(index)
 }
 
+/// The slots of recently seen code objects, by address, direct-mapped: found there, a slot
+/// costs a load and a compare instead of a call of `PyUnstable_Code_GetExtra`. An entry is
+/// added only for a live code object whose slot holds a value, and removed when that value is
+/// freed (with its code object, [`free_slot`]), so an address found here is the code object's
+/// and its slot's value is alive. Only touched with the GIL held (ferrotrace is not built for
+/// free-threaded Python).
+struct SlotCache([Cell<(usize, *mut Slot)>; SlotCache::ENTRIES]);
+// SAFETY: only touched with the GIL held, by one thread at a time.
+unsafe impl Sync for SlotCache {}
+
+static SLOT_CACHE: SlotCache =
+    SlotCache([const { Cell::new((0, std::ptr::null_mut())) }; SlotCache::ENTRIES]);
+
+impl SlotCache {
+    const BITS: u32 = 12;
+    const ENTRIES: usize = 1 << Self::BITS;
+
+    #[inline(always)]
+    fn entry(&self, code: usize) -> &Cell<(usize, *mut Slot)> {
+        // Fibonacci hashing: the top bits of the address times 2^64 / phi.
+        let index = (code as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - Self::BITS);
+        &self.0[index as usize]
+    }
+
+    /// The slot of the code object at `code`, if cached.
+    #[inline(always)]
+    fn get(&self, code: usize) -> Option<*mut Slot> {
+        let (cached, slot) = self.entry(code).get();
+        (cached == code).then_some(slot)
+    }
+
+    fn insert(&self, code: usize, slot: *mut Slot) {
+        self.entry(code).set((code, slot));
+    }
+
+    fn forget(&self, code: usize) {
+        let entry = self.entry(code);
+        if entry.get().0 == code {
+            entry.set((0, std::ptr::null_mut()));
+        }
+    }
+}
+
 /// What the slot of `code` holds (null if nothing).
+fn stored(code: &Bound<'_, PyAny>) -> *mut Slot {
+    stored_at(code.as_ptr())
+}
+
+/// What the slot of the object at `code` holds (null if nothing, or if it is not a code
+/// object).
 #[inline(always)]
-fn stored(code: &Bound<'_, PyAny>) -> *mut Recorders {
+fn stored_at(code: *mut ffi::PyObject) -> *mut Slot {
+    match SLOT_CACHE.get(code as usize) {
+        Some(slot) => slot,
+        None => read_slot(code),
+    }
+}
+
+/// [`stored_at`] for a code object not in the cache (added if its slot holds a value).
+#[inline(never)]
+fn read_slot(code: *mut ffi::PyObject) -> *mut Slot {
     let index = EXTRA_INDEX.load(Ordering::Relaxed);
     let mut extra: *mut c_void = std::ptr::null_mut();
     if index < 0 {
         return std::ptr::null_mut();
     }
     // SAFETY: the GIL is held; CPython checks that `code` is a code object and the index.
-    if unsafe { ffi::PyUnstable_Code_GetExtra(code.as_ptr(), index, &mut extra) } < 0 {
+    if unsafe { ffi::PyUnstable_Code_GetExtra(code, index, &mut extra) } < 0 {
         // Not a code object (a callback called by hand): its error is not the program's.
         // SAFETY: the GIL is held.
         unsafe { ffi::PyErr_Clear() };
         return std::ptr::null_mut();
     }
-    extra.cast()
+    let slot = extra.cast::<Slot>();
+    if !slot.is_null() {
+        SLOT_CACHE.insert(code as usize, slot);
+    }
+    slot
 }
 
-/// Puts `recorders` in the slot of `code` (replacing what was there).
-fn store(py: Python<'_>, code: &Bound<'_, PyAny>, recorders: Recorders) {
+/// Puts `recorders`, found in registry generation `generation`, in the slot of `code`
+/// (replacing what was there).
+fn store(py: Python<'_>, code: &Bound<'_, PyAny>, generation: u64, recorders: Recorders) {
     let Some(index) = extra_index(py) else {
         return;
     };
     let existing = stored(code);
     if !existing.is_null() {
-        // SAFETY: a `Box<Recorders>` of this slot, alive while the code object is; no
-        // reference to it is held (the fast path's ended before the general path runs).
-        unsafe { *existing = recorders };
+        // SAFETY: a `Box<Slot>` of this slot, alive while the code object is; no reference to
+        // it is held (the fast path's ended before the general path runs).
+        unsafe {
+            (*existing).generation = generation;
+            (*existing).recorders = recorders;
+        }
         return;
     }
-    let raw = Box::into_raw(Box::new(recorders));
-    // SAFETY: the GIL is held; on success the code object owns `raw` (freed by
-    // `free_recorders`).
+    let raw = Box::into_raw(Box::new(Slot {
+        code: code.as_ptr() as usize,
+        generation,
+        recorders,
+    }));
+    // SAFETY: the GIL is held; on success the code object owns `raw` (freed by `free_slot`).
     if unsafe { ffi::PyUnstable_Code_SetExtra(code.as_ptr(), index, raw.cast()) } < 0 {
         drop(PyErr::take(py));
         // SAFETY: not given to the code object.
@@ -132,7 +238,21 @@ fn is_plain_recorder(consumer: &Consumer) -> bool {
     matches!(consumer.sink, Sink::Record(_))
         && consumer.filter.depth() == 0
         && consumer.filter.spec().threads.is_empty()
-        && consumer.failed_threads.is_empty()
+        && !consumer.failed_on_a_thread()
+}
+
+/// What a recorder with `filter` and `sink` does with calls and with returns.
+fn steps(filter: &Filter, sink: &RecordSink) -> (Step, Step) {
+    let events = filter.events();
+    let step = |event: TraceEvent, kind: EventKind| match events.contains(event) {
+        false => Step::Skip,
+        true if sink.records_plainly(kind) => Step::Record,
+        true => Step::General,
+    };
+    (
+        step(TraceEvent::Call, EventKind::Call),
+        step(TraceEvent::Return, EventKind::Return),
+    )
 }
 
 /// Finds what the fast path needs for `code`, wanted by the consumers `wanted_by` (as the
@@ -140,40 +260,56 @@ fn is_plain_recorder(consumer: &Consumer) -> bool {
 fn find_recorders(
     wanted_by: &[u64],
     code: &Bound<'_, PyAny>,
-    consumers: &[Consumer],
+    consumers: &mut [Consumer],
 ) -> Option<Recorders> {
-    let generation = consumer::registry_generation();
     if wanted_by.is_empty() || !consumers.iter().all(is_plain_recorder) {
-        return Some(Recorders::General { generation });
+        return Some(Recorders::General);
+    }
+    if let [id] = wanted_by {
+        let Some(Consumer {
+            sink: Sink::Record(sink),
+            filter,
+            thread,
+            ..
+        }) = consumers.iter_mut().find(|c| c.id == *id)
+        else {
+            return Some(Recorders::General);
+        };
+        let (on_call, on_return) = steps(filter, sink);
+        let recorder = SingleRecorder {
+            function: sink.function_of(code)?,
+            thread: *thread,
+            on_call,
+            on_return,
+            sink: NonNull::from(&mut **sink),
+        };
+        return Some(Recorders::Single {
+            recorder,
+            call_lines: CallLines::default(),
+        });
     }
     let mut targets = Vec::with_capacity(wanted_by.len());
     for &id in wanted_by {
         let Some(index) = consumers.iter().position(|c| c.id == id) else {
-            return Some(Recorders::General { generation });
+            return Some(Recorders::General);
         };
         let consumer = &consumers[index];
         let Sink::Record(sink) = &consumer.sink else {
-            return Some(Recorders::General { generation });
+            return Some(Recorders::General);
         };
         let function = sink.function_of(code)?;
-        let events = consumer.filter.events();
-        let step = |event: TraceEvent, kind: EventKind| match events.contains(event) {
-            false => Step::Skip,
-            true if sink.records_plainly(kind) => Step::Record,
-            true => Step::General,
-        };
+        let (on_call, on_return) = steps(&consumer.filter, sink);
         targets.push(RecordTarget {
             index,
             id,
             serial: sink.serial(),
             function,
             thread: consumer.thread,
-            on_call: step(TraceEvent::Call, EventKind::Call),
-            on_return: step(TraceEvent::Return, EventKind::Return),
+            on_call,
+            on_return,
         });
     }
     Some(Recorders::Plain {
-        generation,
         targets,
         call_lines: CallLines::default(),
     })
@@ -181,20 +317,19 @@ fn find_recorders(
 
 /// Whether the slot of `code` was filled in this registry generation.
 pub fn is_current(code: &Bound<'_, PyAny>) -> bool {
-    // SAFETY: a `Box<Recorders>` of the slot, alive while the code object is; read only.
-    let generation = unsafe { stored(code).as_ref() }.map(|recorders| match recorders {
-        Recorders::General { generation } | Recorders::Plain { generation, .. } => *generation,
-    });
+    // SAFETY: a `Box<Slot>` of the slot, alive while the code object is; read only.
+    let generation = unsafe { stored(code).as_ref() }.map(|slot| slot.generation);
     generation == Some(consumer::registry_generation())
 }
 
 /// Whether the consumers of this generation are known not to be all plain recorders (the
 /// slot of `code` says so): then no event of `code` is for a recorder's fast path.
 pub fn known_general(code: &Bound<'_, PyAny>) -> bool {
-    // SAFETY: a `Box<Recorders>` of the slot, alive while the code object is; read only.
+    // SAFETY: a `Box<Slot>` of the slot, alive while the code object is; read only.
     matches!(
         unsafe { stored(code).as_ref() },
-        Some(Recorders::General { generation }) if *generation == consumer::registry_generation()
+        Some(Slot { generation, recorders: Recorders::General, .. })
+            if *generation == consumer::registry_generation()
     )
 }
 
@@ -202,53 +337,55 @@ pub fn known_general(code: &Bound<'_, PyAny>) -> bool {
 /// `code` for this generation, so that its next calls and returns take the fast path if they
 /// can.
 pub fn refresh(py: Python<'_>, code: &Bound<'_, PyAny>, wanted_by: &[u64]) {
+    let generation = consumer::registry_generation();
     let found = with_consumers(py, |consumers| find_recorders(wanted_by, code, consumers));
     if let Some(recorders) = found {
-        store(py, code, recorders);
+        store(py, code, generation, recorders);
     }
 }
 
 /// The fast path of `PY_START`/`PY_RESUME` (`kind` `Call`) and `PY_RETURN`/`PY_YIELD`
 /// (`Return`). False (nothing recorded) when the general path must take the event.
+/// `code` and `offset` are the callback's arguments, borrowed.
 #[inline(always)]
 pub fn record_cached(
     py: Python<'_>,
-    code: &Bound<'_, PyAny>,
+    code: *mut ffi::PyObject,
     kind: EventKind,
-    offset: &Bound<'_, PyAny>,
+    offset: *mut ffi::PyObject,
 ) -> bool {
-    let recorders = stored(code);
-    // SAFETY: a `Box<Recorders>` of the slot, alive while the code object is (the event's
-    // own); nothing else refers to it while an event is handled (no Python code runs here).
-    let Some(Recorders::Plain {
-        generation,
-        targets,
-        call_lines,
-    }) = (unsafe { recorders.as_mut() })
-    else {
+    // SAFETY: a `Box<Slot>` of the slot, alive while the code object is (the event's own);
+    // nothing else refers to it while an event is handled (no Python code runs here).
+    let Some(slot) = (unsafe { stored_at(code).as_mut() }) else {
         return false;
     };
-    if *generation != consumer::registry_generation() {
+    if slot.generation != consumer::registry_generation() {
         return false;
     }
     let event = Cached { code, kind, offset };
-    // `move`: the closure holds the event itself, not a reference to it (fewer stores per event).
-    with_consumers(py, move |consumers| match targets.as_slice() {
-        [one] => record_to_one(py, one, call_lines, consumers, &event),
-        several => record_to_several(py, several, call_lines, consumers, &event),
-    })
+    match &mut slot.recorders {
+        Recorders::Single {
+            recorder,
+            call_lines,
+        } => record_to_one(py, recorder, call_lines, &event),
+        Recorders::Plain {
+            targets,
+            call_lines,
+        } => record_to_several(py, targets, call_lines, &event),
+        Recorders::General => false,
+    }
 }
 
-/// An event on the fast path.
-struct Cached<'a, 'py> {
-    code: &'a Bound<'py, PyAny>,
+/// An event on the fast path: the callback's arguments (borrowed) and the kind.
+struct Cached {
+    code: *mut ffi::PyObject,
     /// `Call` or `Return`.
     kind: EventKind,
     /// The instruction offset, as sys.monitoring passed it.
-    offset: &'a Bound<'py, PyAny>,
+    offset: *mut ffi::PyObject,
 }
 
-impl Cached<'_, '_> {
+impl Cached {
     fn step(&self, target: &RecordTarget) -> Step {
         match self.kind {
             EventKind::Call => target.on_call,
@@ -256,22 +393,37 @@ impl Cached<'_, '_> {
         }
     }
 
-    /// The line of a call, cached per start offset (looked up by `sink` the first time). None
-    /// if the offset is not an int.
+    /// The line the event is recorded with: a call's, cached per start offset (looked up by
+    /// `sink` the first time; None if the offset is not an int), or 0 (a return's line is not
+    /// kept: `Step::Record`).
     #[inline(always)]
-    fn call_line(
+    fn line(
         &self,
         py: Python<'_>,
         call_lines: &mut CallLines,
         sink: &RecordSink,
         function: FunctionId,
     ) -> Option<u32> {
-        let object = self.offset.as_ptr();
-        if let Some(line) = call_lines.get_by_object(object as usize) {
-            return Some(line);
+        if self.kind != EventKind::Call {
+            return Some(0);
         }
+        match call_lines.get_by_object(self.offset as usize) {
+            Some(line) => Some(line),
+            None => self.look_up_call_line(py, call_lines, sink, function),
+        }
+    }
+
+    /// [`Self::line`] of a call whose offset is not found by its int object.
+    #[inline(never)]
+    fn look_up_call_line(
+        &self,
+        py: Python<'_>,
+        call_lines: &mut CallLines,
+        sink: &RecordSink,
+        function: FunctionId,
+    ) -> Option<u32> {
         // SAFETY: the GIL is held; any object is accepted.
-        let offset = unsafe { ffi::PyLong_AsLong(object) };
+        let offset = unsafe { ffi::PyLong_AsLong(self.offset) };
         if offset == -1 && PyErr::occurred(py) {
             // Not an offset after all: the general path reports it.
             drop(PyErr::fetch(py));
@@ -280,8 +432,10 @@ impl Cached<'_, '_> {
         Some(match call_lines.get(offset) {
             Some(line) => line,
             None => {
-                let line = sink.call_line_at(self.code, offset, function);
-                call_lines.insert(offset, line, object as usize);
+                // SAFETY: the callback's code argument, a borrowed reference alive for the call.
+                let code = unsafe { Borrowed::from_ptr(py, self.code) };
+                let line = sink.call_line_at(&code, offset, function);
+                call_lines.insert(offset, line, self.offset as usize);
                 line
             }
         })
@@ -295,56 +449,58 @@ fn target_sink<'c>(
     target: &RecordTarget,
 ) -> Option<&'c mut RecordSink> {
     match consumers.get_mut(target.index) {
-        Some(Consumer {
-            id,
-            sink: Sink::Record(sink),
-            failed_threads,
-            ..
-        }) if *id == target.id && sink.serial() == target.serial && failed_threads.is_empty() => {
-            Some(sink)
+        Some(consumer) if consumer.id == target.id && !consumer.failed_on_a_thread() => {
+            match &mut consumer.sink {
+                Sink::Record(sink) if sink.serial() == target.serial => Some(sink),
+                _ => None,
+            }
         }
         _ => None,
     }
 }
 
-/// Whether `target` records on the calling thread (`thread` caches its ident).
-fn on_its_thread(target: &RecordTarget, thread: &mut Option<u64>) -> bool {
-    target.thread.is_none_or(|only| {
+/// Whether a recorder that records only on `only` (if set) records on the calling thread
+/// (`thread` caches its ident).
+fn on_its_thread(only: Option<u64>, thread: &mut Option<u64>) -> bool {
+    only.is_none_or(|only| {
         // SAFETY: always safe to call.
         only == *thread.get_or_insert_with(|| unsafe { ffi::PyThread_get_thread_ident() } as u64)
     })
 }
 
-/// [`record_cached`] for the usual single recorder.
-#[inline]
+/// [`record_cached`] for the usual single recorder, the slot being of the current generation.
+#[inline(always)]
 fn record_to_one(
     py: Python<'_>,
-    target: &RecordTarget,
+    recorder: &SingleRecorder,
     call_lines: &mut CallLines,
-    consumers: &mut [Consumer],
-    event: &Cached<'_, '_>,
+    event: &Cached,
 ) -> bool {
-    match event.step(target) {
+    let step = match event.kind {
+        EventKind::Call => recorder.on_call,
+        _ => recorder.on_return,
+    };
+    match step {
         Step::Record => {}
         Step::Skip => return true,
         Step::General => return false,
     }
-    if !on_its_thread(target, &mut None) {
+    if !on_its_thread(recorder.thread, &mut None) {
         return true;
     }
-    let Some(sink) = target_sink(consumers, target) else {
+    let function = recorder.function;
+    let Some(_held) = consumer::hold_registry(py) else {
         return false;
     };
-    // A return's line is not kept (`Step::Record`).
-    let line = match event.kind {
-        EventKind::Call => match event.call_line(py, call_lines, sink, target.function) {
-            Some(line) => line,
-            None => return false,
-        },
-        _ => 0,
+    // SAFETY: the slot is of the current generation, so `sink` is a registered consumer's (see
+    // `SingleRecorder::sink`); the registry is held until this returns, so nothing else refers
+    // to the sink meanwhile.
+    let sink = unsafe { &mut *recorder.sink.as_ptr() };
+    let Some(line) = event.line(py, call_lines, sink, function) else {
+        return false;
     };
     // Nothing is recorded if the thread is new to the sink: the general path names it.
-    sink.push_known(event.kind, target.function, line)
+    sink.push_known(event.kind, function, line)
 }
 
 /// [`record_cached`] for several recorders: all of them record the event, or none does.
@@ -353,8 +509,19 @@ fn record_to_several(
     py: Python<'_>,
     targets: &[RecordTarget],
     call_lines: &mut CallLines,
+    event: &Cached,
+) -> bool {
+    with_consumers(py, |consumers| {
+        record_to_targets(py, targets, call_lines, consumers, event)
+    })
+}
+
+fn record_to_targets(
+    py: Python<'_>,
+    targets: &[RecordTarget],
+    call_lines: &mut CallLines,
     consumers: &mut [Consumer],
-    event: &Cached<'_, '_>,
+    event: &Cached,
 ) -> bool {
     let mut thread = None;
     let mut line = None;
@@ -364,7 +531,7 @@ fn record_to_several(
             Step::Skip => continue,
             Step::General => return false,
         }
-        if !on_its_thread(target, &mut thread) {
+        if !on_its_thread(target.thread, &mut thread) {
             continue;
         }
         let Some(sink) = target_sink(consumers, target) else {
@@ -374,10 +541,7 @@ fn record_to_several(
             return false;
         }
         if line.is_none() {
-            line = match event.kind {
-                EventKind::Call => event.call_line(py, call_lines, sink, target.function),
-                _ => Some(0),
-            };
+            line = event.line(py, call_lines, sink, target.function);
             if line.is_none() {
                 return false;
             }
@@ -389,7 +553,7 @@ fn record_to_several(
     };
     let timestamp_ns = now_ns();
     for target in targets {
-        if event.step(target) == Step::Record && on_its_thread(target, &mut thread) {
+        if event.step(target) == Step::Record && on_its_thread(target.thread, &mut thread) {
             if let Some(sink) = target_sink(consumers, target) {
                 sink.push_known_at(event.kind, target.function, line, timestamp_ns);
             }

@@ -28,7 +28,8 @@ use crate::hook::clock::{self, BufferSlot};
 use crate::output::streaming::{self, StreamingWriter};
 use crate::protocol::TraceEvent;
 use crate::record::{
-    Event, EventKind, FunctionId, FunctionInfo, FunctionTable, ProcessInfo, Recorded, Recording,
+    push_to_open, Event, EventKind, FunctionId, FunctionInfo, FunctionTable, ProcessInfo, Recorded,
+    Recording,
 };
 
 /// Longest repr kept for a return value or an exception, in characters.
@@ -208,7 +209,13 @@ fn is_exception(kind: EventKind) -> bool {
 /// for it, if that is one of CPython's small ints (immortal and shared since 3.12, so the
 /// address stays that value's).
 #[derive(Default)]
-pub struct CallLines(Vec<CallLine>);
+pub struct CallLines {
+    entries: Vec<CallLine>,
+    /// The first entry found by its int object (a function's only start offset), kept apart:
+    /// one compare finds it. 0: none.
+    first_object: usize,
+    first_line: u32,
+}
 
 struct CallLine {
     offset: i64,
@@ -226,16 +233,19 @@ impl CallLines {
 
     #[inline]
     pub fn get(&self, offset: i64) -> Option<u32> {
-        self.0
+        self.entries
             .iter()
             .find_map(|entry| (entry.offset == offset).then_some(entry.line))
     }
 
     /// The line of the offset whose int object is at `object` (an offset seen before as a
-    /// small int).
+    /// small int; `object` is not 0).
     #[inline(always)]
     pub fn get_by_object(&self, object: usize) -> Option<u32> {
-        self.0
+        if object == self.first_object {
+            return Some(self.first_line);
+        }
+        self.entries
             .iter()
             .find_map(|entry| (entry.object == object).then_some(entry.line))
     }
@@ -243,12 +253,17 @@ impl CallLines {
     /// Keeps `line` for `offset`; `object`: the address of the int object passed for it, if
     /// known (0 if not).
     pub fn insert(&mut self, offset: i64, line: u32, object: usize) {
-        if self.0.len() < Self::MAX {
+        if self.entries.len() < Self::MAX {
             let small = (0..=Self::LARGEST_SMALL_INT).contains(&offset) && cfg!(Py_3_12);
-            self.0.push(CallLine {
+            let object = if small { object } else { 0 };
+            if object != 0 && self.first_object == 0 {
+                self.first_object = object;
+                self.first_line = line;
+            }
+            self.entries.push(CallLine {
                 offset,
                 line,
-                object: if small { object } else { 0 },
+                object,
             });
         }
     }
@@ -413,22 +428,38 @@ impl RecordSink {
     }
 
     /// Whether the calling thread has a buffer (else [`Self::push_known`] records nothing).
-    pub fn knows_current_thread(&self) -> bool {
+    pub fn knows_current_thread(&mut self) -> bool {
         self.current_buffer().is_some()
     }
 
     /// Records an event that [`Self::records_plainly`], of a function the sink knows, on the
     /// line given, stamped now; false (nothing recorded) if the calling thread has no buffer
-    /// yet.
+    /// yet. The thread's slot says where its open chunk is: a push is a store into it.
     #[inline(always)]
     pub fn push_known(&mut self, kind: EventKind, function: FunctionId, line: u32) -> bool {
-        clock::now_ns_with_slot(|timestamp_ns, slot| {
-            let Some(buffer) = self.buffer_in(slot) else {
-                return false;
-            };
-            self.push_plain(buffer, Event::new(kind, function, line, timestamp_ns));
-            true
-        })
+        let thread = clock::this_thread();
+        let event = Event::new(kind, function, line, thread.now_ns());
+        let slot = thread.slot();
+        let current = slot.get();
+        // SAFETY: a slot with this sink's serial (unique per sink) holds the open chunk of this
+        // thread's buffer in this sink's recording, which lives as long as the recording
+        // (buffers are never removed from it, and the chunk's box is never replaced);
+        // `&mut self` means nothing else refers to it now.
+        if current.serial == self.serial && unsafe { push_to_open(current.open, event) } {
+            return true;
+        }
+        self.push_to_buffer(slot, event)
+    }
+
+    /// [`Self::push_known`] when the slot is another sink's or the open chunk is full.
+    #[cold]
+    #[inline(never)]
+    fn push_to_buffer(&mut self, slot: &Cell<BufferSlot>, event: Event) -> bool {
+        let Some(buffer) = self.buffer_in(slot) else {
+            return false;
+        };
+        self.push_plain(buffer, event);
+        true
     }
 
     /// As [`Self::push_known`], with the timestamp given.
@@ -505,28 +536,39 @@ impl RecordSink {
     }
 
     #[inline]
-    fn current_buffer(&self) -> Option<usize> {
+    fn current_buffer(&mut self) -> Option<usize> {
         clock::with_buffer_slot(|slot| self.buffer_in(slot))
     }
 
     /// The calling thread's buffer, from its slot (the buffer it recorded into last, if that
     /// was in this sink) or looked up.
     #[inline(always)]
-    fn buffer_in(&self, slot: &Cell<BufferSlot>) -> Option<usize> {
-        let (serial, index) = slot.get();
-        if serial == self.serial {
-            return Some(index);
+    fn buffer_in(&mut self, slot: &Cell<BufferSlot>) -> Option<usize> {
+        let current = slot.get();
+        if current.serial == self.serial {
+            return Some(current.index);
         }
         let index = *self.threads.get(&native_tid())?;
-        slot.set((self.serial, index));
+        self.set_slot(slot, index);
         Some(index)
+    }
+
+    /// Makes `slot` say that the calling thread records into buffer `index` of this sink.
+    fn set_slot(&mut self, slot: &Cell<BufferSlot>, index: usize) {
+        if let Some(buffer) = self.recording.thread_mut(index) {
+            slot.set(BufferSlot {
+                serial: self.serial,
+                index,
+                open: buffer.open_chunk(),
+            });
+        }
     }
 
     fn add_current_thread(&mut self, name: &str) -> usize {
         let tid = native_tid();
         let index = self.recording.ensure_thread(tid, name);
         self.threads.insert(tid, index);
-        clock::with_buffer_slot(|slot| slot.set((self.serial, index)));
+        clock::with_buffer_slot(|slot| self.set_slot(slot, index));
         index
     }
 }

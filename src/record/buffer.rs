@@ -1,6 +1,6 @@
 //! One thread's events, in chunks.
 
-use std::iter::Flatten;
+use std::iter::{Chain, Flatten, Once};
 use std::slice;
 use std::sync::Arc;
 
@@ -19,7 +19,9 @@ pub const LATER_CHUNK_EVENTS: usize = 16 * CHUNK_EVENTS;
 /// Stored as a list of chunks ([`CHUNK_EVENTS`] events, then [`LATER_CHUNK_EVENTS`] each),
 /// each allocated once at its full size: pushing never moves an event already stored, and
 /// allocates only when the last chunk is full. A busy thread thus holds up to 1 MiB more than
-/// its events.
+/// its events. The chunk being filled (the open chunk) is boxed, so that its address stays
+/// while the buffer moves: the recording fast path keeps it per thread
+/// ([`ThreadBuffer::open_chunk`]) and pushes into it directly.
 ///
 /// A streaming buffer ([`ThreadBuffer::stream_to`]) instead hands each full chunk to the
 /// recording's writer and continues in a recycled one: it holds only the events not sent yet.
@@ -27,11 +29,15 @@ pub const LATER_CHUNK_EVENTS: usize = 16 * CHUNK_EVENTS;
 pub struct ThreadBuffer {
     tid: u64,
     name: String,
+    /// The full chunks before the open one, oldest first.
     chunks: Vec<Vec<Event>>,
+    /// The chunk being filled (no capacity before the first event). Boxed for its address.
+    #[allow(clippy::box_collection)]
+    open: Box<Vec<Event>>,
     /// The details of the events that have one, in event order.
     details: Vec<Box<str>>,
-    /// Every event pushed, sent ones included.
-    len: usize,
+    /// The events pushed before the open chunk's, sent ones included.
+    sealed: usize,
     /// Where full chunks go, and this thread's index in its recording; None: kept here.
     stream: Option<(Arc<ChunkStream>, usize)>,
 }
@@ -44,8 +50,9 @@ impl ThreadBuffer {
             tid,
             name: name.into(),
             chunks: Vec::new(),
+            open: Box::default(),
             details: Vec::new(),
-            len: 0,
+            sealed: 0,
             stream: None,
         }
     }
@@ -76,16 +83,24 @@ impl ThreadBuffer {
         if let Some(detail) = detail {
             self.details.push(detail);
         }
-        match self.chunks.last_mut() {
-            Some(chunk) if chunk.len() < chunk.capacity() => chunk.push(event),
-            _ => self.push_to_new_chunk(event),
+        if self.open.len() < self.open.capacity() {
+            self.open.push(event);
+        } else {
+            self.push_to_new_chunk(event);
         }
-        self.len += 1;
+    }
+
+    /// The open chunk, for a caller that pushes events without details into it while it has
+    /// room ([`push_to_open`]) and calls [`Self::push`] when it is full. The address stays
+    /// valid as long as the buffer (the box is never replaced, only its contents).
+    pub(crate) fn open_chunk(&mut self) -> *mut Vec<Event> {
+        &mut *self.open
     }
 
     #[cold]
     fn push_to_new_chunk(&mut self, event: Event) {
-        let recycled = if self.chunks.is_empty() || self.stream.is_none() {
+        let started = !self.is_empty();
+        let recycled = if !started || self.stream.is_none() {
             None
         } else {
             // The new event's detail, if it has one, is already pushed: it stays here.
@@ -96,9 +111,11 @@ impl ThreadBuffer {
             self.details.extend(kept);
             recycled
         };
+        // Sent, the open chunk is empty; else full (or never allocated): sealed.
+        self.seal_open();
         let mut chunk = match recycled {
             Some(chunk) => chunk,
-            None if self.len == 0 => Vec::with_capacity(CHUNK_EVENTS),
+            None if !started => Vec::with_capacity(CHUNK_EVENTS),
             None => {
                 let mut chunk = Vec::with_capacity(LATER_CHUNK_EVENTS);
                 prefault(chunk.spare_capacity_mut());
@@ -106,7 +123,17 @@ impl ThreadBuffer {
             }
         };
         chunk.push(event);
-        self.chunks.push(chunk);
+        *self.open = chunk;
+    }
+
+    /// Moves the open chunk's events, if any, to the full chunks; the open chunk is then
+    /// empty, with no capacity.
+    fn seal_open(&mut self) {
+        if !self.open.is_empty() {
+            let open = std::mem::take(&mut *self.open);
+            self.sealed += open.len();
+            self.chunks.push(open);
+        }
     }
 
     pub(crate) fn stop_streaming(&mut self) {
@@ -124,9 +151,9 @@ impl ThreadBuffer {
         }
         let mut details = std::mem::take(&mut self.details);
         let mut chunks = std::mem::take(&mut self.chunks);
-        if chunks.is_empty() {
-            chunks.push(Vec::new());
-        }
+        let open = std::mem::take(&mut *self.open);
+        self.sealed += open.len();
+        chunks.push(open);
         let last = chunks.len() - 1;
         for (n, events) in chunks.into_iter().enumerate() {
             // Each chunk takes the details of its own events (the last one, all that are left:
@@ -150,37 +177,45 @@ impl ThreadBuffer {
         stream.recycled_chunk()
     }
 
+    /// Every event pushed, sent ones included.
     pub fn len(&self) -> usize {
-        self.len
+        self.sealed + self.open.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// The events, oldest first.
     pub fn events(&self) -> Events<'_> {
         Events {
-            inner: self.chunks.iter().flatten(),
+            inner: self
+                .chunks
+                .iter()
+                .chain(std::iter::once(&*self.open))
+                .flatten(),
             details: self.details.iter(),
         }
     }
 
     pub fn last_timestamp_ns(&self) -> Option<u64> {
-        self.chunks
+        self.open
             .last()
-            .and_then(|chunk| chunk.last())
+            .or_else(|| self.chunks.last().and_then(|chunk| chunk.last()))
             .map(|e| e.timestamp_ns)
     }
 
     /// Moves `later`'s events after this buffer's (its chunks are moved, not copied) and takes
     /// its name unless that is empty.
-    pub(crate) fn append(&mut self, later: ThreadBuffer) {
+    pub(crate) fn append(&mut self, mut later: ThreadBuffer) {
         if !later.name.is_empty() {
-            self.name = later.name;
+            self.name = std::mem::take(&mut later.name);
         }
-        self.len += later.len;
+        self.seal_open();
+        self.sealed += later.sealed;
         self.chunks.extend(later.chunks);
+        // Its open chunk becomes this one's (the box stays: its address is kept per thread).
+        *self.open = std::mem::take(&mut *later.open);
         self.details.extend(later.details);
     }
 }
@@ -207,18 +242,45 @@ fn prefault<T>(memory: &mut [T]) {
     }
 }
 
+/// Pushes `event` (without a detail) into the open chunk at `open` if it has room; false if
+/// it is full (then push it with [`ThreadBuffer::push`]).
+///
+/// # Safety
+/// `open` is [`ThreadBuffer::open_chunk`] of a buffer that is alive, and nothing else refers
+/// to that buffer during the call.
+#[inline(always)]
+pub(crate) unsafe fn push_to_open(open: *mut Vec<Event>, event: Event) -> bool {
+    // SAFETY: as the caller promises: a live chunk, not otherwise referred to.
+    let open = unsafe { &mut *open };
+    let len = open.len();
+    if len == open.capacity() {
+        return false;
+    }
+    // SAFETY: `len` is below the capacity: the slot is allocated and unused; the event is
+    // written before the length covers it.
+    unsafe {
+        open.as_mut_ptr().add(len).write(event);
+        open.set_len(len + 1);
+    }
+    true
+}
+
+/// The chunks of a [`ThreadBuffer`], the open one last.
+type ChunkIter<'a> = Chain<slice::Iter<'a, Vec<Event>>, Once<&'a Vec<Event>>>;
+
 /// The events of a [`ThreadBuffer`], oldest first.
 #[derive(Clone, Debug)]
 pub struct Events<'a> {
-    inner: Flatten<slice::Iter<'a, Vec<Event>>>,
+    inner: Flatten<ChunkIter<'a>>,
     details: slice::Iter<'a, Box<str>>,
 }
 
 impl<'a> Events<'a> {
     /// The events of one chunk, `details` the details of those that have one.
     pub(crate) fn of_chunk(events: &'a Vec<Event>, details: &'a [Box<str>]) -> Self {
+        let none: &[Vec<Event>] = &[];
         Events {
-            inner: slice::from_ref(events).iter().flatten(),
+            inner: none.iter().chain(std::iter::once(events)).flatten(),
             details: details.iter(),
         }
     }
@@ -268,20 +330,52 @@ mod tests {
             .enumerate()
             .all(|(i, e)| e.timestamp_ns == i as u64));
         assert_eq!(buffer.last_timestamp_ns(), Some(total as u64 - 1));
-        assert_eq!(buffer.chunks.len(), 4);
+        // Three full chunks, the last five events in the open one.
+        assert_eq!((buffer.chunks.len(), buffer.open.len()), (3, 5));
     }
 
     #[test]
     fn a_push_never_moves_stored_events() {
         let mut buffer = ThreadBuffer::new(1, "t");
         buffer.push(event(0));
-        let first: *const Event = &buffer.chunks[0][0];
+        let first: *const Event = &buffer.open[0];
+        let open = buffer.open_chunk();
         for i in 1..2 * CHUNK_EVENTS {
             buffer.push(event(i));
         }
         assert!(std::ptr::eq(first, &buffer.chunks[0][0]));
         assert_eq!(buffer.chunks[0].capacity(), CHUNK_EVENTS);
-        assert_eq!(buffer.chunks[1].capacity(), LATER_CHUNK_EVENTS);
+        assert_eq!(buffer.open.capacity(), LATER_CHUNK_EVENTS);
+        // The open chunk's address stays while its contents change.
+        assert_eq!(open, buffer.open_chunk());
+    }
+
+    #[test]
+    fn pushing_into_the_open_chunk_directly_counts_until_it_is_full() {
+        let mut buffer = ThreadBuffer::new(1, "t");
+        let open = buffer.open_chunk();
+        // SAFETY: the buffer's own open chunk, nothing else refers to it.
+        assert!(
+            !unsafe { push_to_open(open, event(0)) },
+            "no chunk before the first push"
+        );
+        buffer.push(event(0));
+        let mut pushed = 1;
+        // SAFETY: as above.
+        while unsafe { push_to_open(open, event(pushed)) } {
+            pushed += 1;
+        }
+        assert_eq!(pushed, CHUNK_EVENTS);
+        assert_eq!(buffer.len(), CHUNK_EVENTS);
+        buffer.push(event(pushed));
+        // SAFETY: as above.
+        assert!(unsafe { push_to_open(open, event(pushed + 1)) });
+        assert_eq!(buffer.len(), CHUNK_EVENTS + 2);
+        assert!(buffer
+            .events()
+            .enumerate()
+            .all(|(i, e)| e.timestamp_ns == i as u64));
+        assert_eq!(buffer.last_timestamp_ns(), Some(CHUNK_EVENTS as u64 + 1));
     }
 
     #[test]

@@ -34,6 +34,7 @@ use std::ops::Deref;
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 
+pub(crate) use buffer::push_to_open;
 pub use buffer::{Events, ThreadBuffer, CHUNK_EVENTS, LATER_CHUNK_EVENTS};
 pub use functions::{FunctionId, FunctionInfo, FunctionTable};
 use stream::{ChunkStream, Piece};
