@@ -290,6 +290,23 @@ def test_context_manager_calling_thread_only_and_counts() -> None:
     assert recorder.call_count == 15
 
 
+def test_calls_and_returns_of_the_calling_thread_only() -> None:
+    """A recorder of calls and returns started for its own thread: every call and return
+    there (the 3.12+ fast path takes both), none of another thread running the same code."""
+    results: list[int] = []
+    other = threading.Thread(target=worker, args=(results,))
+    recorder = ferrotrace.Recorder(functions=["fib"], events="call,return", exit_lines=False)
+    with recorder:
+        for _ in range(3):
+            fib(5)
+        other.start()
+        other.join()
+        fib(5)
+    assert results == [8]
+    assert recorder.call_count == 4 * 15
+    assert recorder.event_count == 2 * 4 * 15
+
+
 def test_restarting_adds_to_the_recording(tmp_path: Path) -> None:
     recorder = ferrotrace.Recorder(functions=["fib"])
     with recorder:

@@ -35,12 +35,13 @@ pub unsafe fn try_fast(
     nargs: ffi::Py_ssize_t,
     fast: FastPath,
 ) -> Option<*mut ffi::PyObject> {
-    if nargs < 2 || args.is_null() {
+    if nargs < 2 {
         return None;
     }
     // SAFETY: CPython holds the GIL while it calls a callback.
     let py = unsafe { Python::assume_attached() };
-    // SAFETY: at least two borrowed references at `args`, alive for the call.
+    // SAFETY: at least two borrowed references at `args` (a vectorcall passes `nargs` valid
+    // ones), alive for the call.
     let (code, offset) = unsafe { (*args, *args.add(1)) };
     // `move`: the closure holds the pointers themselves (nothing is stored for it).
     match catch_unwind(AssertUnwindSafe(move || fast(py, code, offset))) {

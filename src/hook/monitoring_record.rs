@@ -41,14 +41,14 @@ struct Slot {
 /// What the fast path knows of one code object in one registry generation.
 #[repr(u8)]
 enum Recorders {
-    /// Some consumer of this generation is not a plain recorder: the general path.
-    General,
     /// Every consumer is a recorder without `depth` or thread-name filter, and the only one
-    /// that wants this code has seen it.
+    /// that wants this code has seen it. (First: the one the fast path tests for.)
     Single {
         recorder: SingleRecorder,
         call_lines: CallLines,
     },
+    /// Some consumer of this generation is not a plain recorder: the general path.
+    General,
     /// As `Single`, with several recorders wanting the code.
     Plain {
         targets: Vec<RecordTarget>,
@@ -64,7 +64,8 @@ struct SingleRecorder {
     /// consumer's sink is never replaced while it is registered) only in a new generation.
     sink: NonNull<RecordSink>,
     function: FunctionId,
-    /// The only thread it records (a recorder started without `all_threads`).
+    /// The only thread it records (a recorder started without `all_threads`): then its steps
+    /// are `RecordOnItsThread`, not `Record`.
     thread: Option<u64>,
     on_call: Step,
     on_return: Step,
@@ -86,6 +87,7 @@ struct RecordTarget {
 
 /// What a recorder does with an event on the fast path.
 #[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 enum Step {
     /// Records it: no detail, and the line is the call's or none.
     Record,
@@ -93,6 +95,9 @@ enum Step {
     Skip,
     /// It needs the general path (a repr or an exit line).
     General,
+    /// As `Record` if the event is on the recorder's only thread, else as `Skip` (for a
+    /// [`SingleRecorder`]: one compare covers the usual `Record` of every thread).
+    RecordOnItsThread,
 }
 
 /// The code-extra slot holding a `Box<Slot>` (-1: not requested yet, -2: none available).
@@ -128,19 +133,20 @@ fn extra_index(_py: Python<'_>) -> Option<ffi::Py_ssize_t> {
 /// freed (with its code object, [`free_slot`]), so an address found here is the code object's
 /// and its slot's value is alive. Only touched with the GIL held (ferrotrace is not built for
 /// free-threaded Python).
-struct SlotCache([Cell<(usize, *mut Slot)>; SlotCache::ENTRIES]);
+/// An empty entry has address 0 (its pointer, dangling, is never read).
+struct SlotCache([Cell<(usize, NonNull<Slot>)>; SlotCache::ENTRIES]);
 // SAFETY: only touched with the GIL held, by one thread at a time.
 unsafe impl Sync for SlotCache {}
 
 static SLOT_CACHE: SlotCache =
-    SlotCache([const { Cell::new((0, std::ptr::null_mut())) }; SlotCache::ENTRIES]);
+    SlotCache([const { Cell::new((0, NonNull::dangling())) }; SlotCache::ENTRIES]);
 
 impl SlotCache {
     const BITS: u32 = 12;
     const ENTRIES: usize = 1 << Self::BITS;
 
     #[inline(always)]
-    fn entry(&self, code: usize) -> &Cell<(usize, *mut Slot)> {
+    fn entry(&self, code: usize) -> &Cell<(usize, NonNull<Slot>)> {
         // Fibonacci hashing: the top bits of the address times 2^64 / phi.
         let index = (code as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - Self::BITS);
         &self.0[index as usize]
@@ -148,19 +154,19 @@ impl SlotCache {
 
     /// The slot of the code object at `code`, if cached.
     #[inline(always)]
-    fn get(&self, code: usize) -> Option<*mut Slot> {
+    fn get(&self, code: usize) -> Option<NonNull<Slot>> {
         let (cached, slot) = self.entry(code).get();
         (cached == code).then_some(slot)
     }
 
-    fn insert(&self, code: usize, slot: *mut Slot) {
+    fn insert(&self, code: usize, slot: NonNull<Slot>) {
         self.entry(code).set((code, slot));
     }
 
     fn forget(&self, code: usize) {
         let entry = self.entry(code);
         if entry.get().0 == code {
-            entry.set((0, std::ptr::null_mut()));
+            entry.set((0, NonNull::dangling()));
         }
     }
 }
@@ -175,7 +181,7 @@ fn stored(code: &Bound<'_, PyAny>) -> *mut Slot {
 #[inline(always)]
 fn stored_at(code: *mut ffi::PyObject) -> *mut Slot {
     match SLOT_CACHE.get(code as usize) {
-        Some(slot) => slot,
+        Some(slot) => slot.as_ptr(),
         None => read_slot(code),
     }
 }
@@ -196,7 +202,7 @@ fn read_slot(code: *mut ffi::PyObject) -> *mut Slot {
         return std::ptr::null_mut();
     }
     let slot = extra.cast::<Slot>();
-    if !slot.is_null() {
+    if let Some(slot) = NonNull::new(slot) {
         SLOT_CACHE.insert(code as usize, slot);
     }
     slot
@@ -275,10 +281,16 @@ fn find_recorders(
         else {
             return Some(Recorders::General);
         };
+        let thread = *thread;
         let (on_call, on_return) = steps(filter, sink);
+        let limited = |step| match (step, thread) {
+            (Step::Record, Some(_)) => Step::RecordOnItsThread,
+            _ => step,
+        };
+        let (on_call, on_return) = (limited(on_call), limited(on_return));
         let recorder = SingleRecorder {
             function: sink.function_of(code)?,
-            thread: *thread,
+            thread,
             on_call,
             on_return,
             sink: NonNull::from(&mut **sink),
@@ -367,16 +379,17 @@ pub fn record_cached(
         Recorders::Single {
             recorder,
             call_lines,
-        } => record_to_one(py, recorder, call_lines, &event),
+        } => record_to_one(py, recorder, call_lines, event),
         Recorders::Plain {
             targets,
             call_lines,
-        } => record_to_several(py, targets, call_lines, &event),
+        } => record_to_several(py, targets, call_lines, code, kind, offset),
         Recorders::General => false,
     }
 }
 
 /// An event on the fast path: the callback's arguments (borrowed) and the kind.
+#[derive(Clone, Copy)]
 struct Cached {
     code: *mut ffi::PyObject,
     /// `Call` or `Return`.
@@ -386,7 +399,7 @@ struct Cached {
 }
 
 impl Cached {
-    fn step(&self, target: &RecordTarget) -> Step {
+    fn step(self, target: &RecordTarget) -> Step {
         match self.kind {
             EventKind::Call => target.on_call,
             _ => target.on_return,
@@ -398,7 +411,7 @@ impl Cached {
     /// kept: `Step::Record`).
     #[inline(always)]
     fn line(
-        &self,
+        self,
         py: Python<'_>,
         call_lines: &mut CallLines,
         sink: &RecordSink,
@@ -407,21 +420,24 @@ impl Cached {
         if self.kind != EventKind::Call {
             return Some(0);
         }
-        match call_lines.get_by_object(self.offset as usize) {
+        match call_lines.get_first_by_object(self.offset as usize) {
             Some(line) => Some(line),
             None => self.look_up_call_line(py, call_lines, sink, function),
         }
     }
 
-    /// [`Self::line`] of a call whose offset is not found by its int object.
+    /// [`Self::line`] of a call whose offset is not the first found by its int object.
     #[inline(never)]
     fn look_up_call_line(
-        &self,
+        self,
         py: Python<'_>,
         call_lines: &mut CallLines,
         sink: &RecordSink,
         function: FunctionId,
     ) -> Option<u32> {
+        if let Some(line) = call_lines.get_by_object(self.offset as usize) {
+            return Some(line);
+        }
         // SAFETY: the GIL is held; any object is accepted.
         let offset = unsafe { ffi::PyLong_AsLong(self.offset) };
         if offset == -1 && PyErr::occurred(py) {
@@ -474,19 +490,16 @@ fn record_to_one(
     py: Python<'_>,
     recorder: &SingleRecorder,
     call_lines: &mut CallLines,
-    event: &Cached,
+    event: Cached,
 ) -> bool {
     let step = match event.kind {
         EventKind::Call => recorder.on_call,
         _ => recorder.on_return,
     };
-    match step {
-        Step::Record => {}
-        Step::Skip => return true,
-        Step::General => return false,
-    }
-    if !on_its_thread(recorder.thread, &mut None) {
-        return true;
+    if step != Step::Record {
+        if let Some(handled) = other_step(step, recorder.thread) {
+            return handled;
+        }
     }
     let function = recorder.function;
     let Some(_held) = consumer::hold_registry(py) else {
@@ -503,14 +516,31 @@ fn record_to_one(
     sink.push_known(event.kind, function, line)
 }
 
+/// For a [`SingleRecorder`]'s step other than `Record`: None if the event is to be recorded
+/// all the same (on the recorder's thread), else what [`record_to_one`] returns.
+#[cold]
+#[inline(never)]
+fn other_step(step: Step, thread: Option<u64>) -> Option<bool> {
+    match step {
+        Step::RecordOnItsThread if on_its_thread(thread, &mut None) => None,
+        Step::Record => None,
+        Step::RecordOnItsThread | Step::Skip => Some(true),
+        Step::General => Some(false),
+    }
+}
+
 /// [`record_cached`] for several recorders: all of them record the event, or none does.
 #[inline(never)]
 fn record_to_several(
     py: Python<'_>,
     targets: &[RecordTarget],
     call_lines: &mut CallLines,
-    event: &Cached,
+    code: *mut ffi::PyObject,
+    kind: EventKind,
+    offset: *mut ffi::PyObject,
 ) -> bool {
+    // The event's parts apart, not a `Cached`: the caller passes them in registers.
+    let event = Cached { code, kind, offset };
     with_consumers(py, |consumers| {
         record_to_targets(py, targets, call_lines, consumers, event)
     })
@@ -521,13 +551,14 @@ fn record_to_targets(
     targets: &[RecordTarget],
     call_lines: &mut CallLines,
     consumers: &mut [Consumer],
-    event: &Cached,
+    event: Cached,
 ) -> bool {
     let mut thread = None;
     let mut line = None;
     for target in targets {
         match event.step(target) {
-            Step::Record => {}
+            // A target's thread is checked below (its steps are never `RecordOnItsThread`).
+            Step::Record | Step::RecordOnItsThread => {}
             Step::Skip => continue,
             Step::General => return false,
         }

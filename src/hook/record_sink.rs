@@ -239,12 +239,16 @@ impl CallLines {
     }
 
     /// The line of the offset whose int object is at `object` (an offset seen before as a
-    /// small int; `object` is not 0).
+    /// small int; `object` is not 0), if it is the first such offset: most code objects have
+    /// only one.
     #[inline(always)]
+    pub fn get_first_by_object(&self, object: usize) -> Option<u32> {
+        (object == self.first_object).then_some(self.first_line)
+    }
+
+    /// The line of the offset whose int object is at `object` (an offset seen before as a
+    /// small int; `object` is not 0).
     pub fn get_by_object(&self, object: usize) -> Option<u32> {
-        if object == self.first_object {
-            return Some(self.first_line);
-        }
         self.entries
             .iter()
             .find_map(|entry| (entry.object == object).then_some(entry.line))
@@ -448,17 +452,25 @@ impl RecordSink {
         if current.serial == self.serial && unsafe { push_to_open(current.open, event) } {
             return true;
         }
-        self.push_to_buffer(slot, event)
+        self.push_to_buffer(slot, event.timestamp_ns, kind, function, line)
     }
 
-    /// [`Self::push_known`] when the slot is another sink's or the open chunk is full.
+    /// [`Self::push_known`] when the slot is another sink's or the open chunk is full (the
+    /// event in parts: passed in registers).
     #[cold]
     #[inline(never)]
-    fn push_to_buffer(&mut self, slot: &Cell<BufferSlot>, event: Event) -> bool {
+    fn push_to_buffer(
+        &mut self,
+        slot: &Cell<BufferSlot>,
+        timestamp_ns: u64,
+        kind: EventKind,
+        function: FunctionId,
+        line: u32,
+    ) -> bool {
         let Some(buffer) = self.buffer_in(slot) else {
             return false;
         };
-        self.push_plain(buffer, event);
+        self.push_plain(buffer, Event::new(kind, function, line, timestamp_ns));
         true
     }
 

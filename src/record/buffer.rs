@@ -257,9 +257,13 @@ pub(crate) unsafe fn push_to_open(open: *mut Vec<Event>, event: Event) -> bool {
         return false;
     }
     // SAFETY: `len` is below the capacity: the slot is allocated and unused; the event is
-    // written before the length covers it.
+    // written (field by field: two stores, not a copy through the stack) before the length
+    // covers it.
     unsafe {
-        open.as_mut_ptr().add(len).write(event);
+        let slot = open.as_mut_ptr().add(len);
+        std::ptr::addr_of_mut!((*slot).timestamp_ns).write(event.timestamp_ns);
+        std::ptr::addr_of_mut!((*slot).function).write(event.function);
+        std::ptr::addr_of_mut!((*slot).packed).write(event.packed);
         open.set_len(len + 1);
     }
     true
