@@ -120,3 +120,47 @@ def test_import_ferrotrace_leaves_threading_to_thread_filters(tmp_path: Path) ->
         "['MainThread'] [('call', 'work'), ('line', 'work'), ('return', 'work')]",
         "['worker-*'] []",
     ]
+
+
+NO_THREADING = """\
+import _thread
+import json
+import sys
+import time
+import ferrotrace
+
+def work():
+    return 1
+
+def in_thread(done):
+    work()
+    done.append(True)
+
+recorder = ferrotrace.Recorder(functions=["work"], events="call,return")
+recorder.start(all_threads=True)
+print("threading" in sys.modules)
+work()
+done = []
+_thread.start_new_thread(in_thread, (done,))
+while not done:
+    time.sleep(0.001)
+recorder.stop()
+print("threading" in sys.modules)
+recorder.write("t.json", "chrome")
+events = json.load(open("t.json"))["traceEvents"]
+names = {e["tid"]: e["args"]["name"] for e in events if e["name"] == "thread_name"}
+print(sorted((names.get(e["tid"], ""), e["name"]) for e in events if e["ph"] == "X"))
+"""
+
+
+def test_a_recorder_leaves_threading_unimported(tmp_path: Path) -> None:
+    # A thread's name comes from `threading` once the program imported it; before, only the
+    # main thread has one (and asking `threading` would make the others dummy threads).
+    (tmp_path / "prog.py").write_text(NO_THREADING)
+    result = run("prog.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "False",
+        "False",
+        "[('', 'work'), ('MainThread', 'work')]",
+    ]

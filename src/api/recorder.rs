@@ -232,8 +232,6 @@ impl Recorder {
                 path.display()
             )));
         }
-        // Thread names are read from `threading`; import it now, not inside a callback.
-        py.import("threading")?;
         let sink = match self.sink.take() {
             Some(sink) => sink,
             None => self.new_sink(py)?,

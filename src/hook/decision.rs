@@ -88,24 +88,28 @@ pub fn retain_thread_consumers(py: Python<'_>, ids: &mut Vec<u64>) {
 }
 
 /// The `threading` name of the calling thread, read from `threading._active` without an
-/// import (which would go through the running frame's `__builtins__`) and without running
-/// Python code; None if the thread is not known there (yet).
+/// import and without running Python code; None if the thread is not known there (yet).
 fn current_thread_name(py: Python<'_>, ident: u64) -> Option<String> {
     let lookup = || -> PyResult<String> {
-        // SAFETY: the GIL is held; a borrowed reference or null.
-        let modules = unsafe { ffi::PySys_GetObject(c"modules".as_ptr()) };
-        if modules.is_null() {
-            return Err(pyo3::exceptions::PyKeyError::new_err("sys.modules"));
-        }
-        // SAFETY: as above.
-        let modules = unsafe { Bound::from_borrowed_ptr(py, modules) };
-        let thread = modules
-            .get_item("threading")?
-            .getattr("_active")?
-            .get_item(ident)?;
+        let threading = loaded_module(py, "threading")
+            .ok_or_else(|| pyo3::exceptions::PyKeyError::new_err("threading"))?;
+        let thread = threading.getattr("_active")?.get_item(ident)?;
         thread.getattr("_name")?.extract()
     };
     lookup().ok()
+}
+
+/// The module `name` if it is imported (in `sys.modules`), found without an import (which
+/// would go through the running frame's `__builtins__`) and without running Python code.
+pub fn loaded_module<'py>(py: Python<'py>, name: &str) -> Option<Bound<'py, PyAny>> {
+    // SAFETY: the GIL is held; a borrowed reference or null.
+    let modules = unsafe { ffi::PySys_GetObject(c"modules".as_ptr()) };
+    if modules.is_null() {
+        return None;
+    }
+    // SAFETY: as above.
+    let modules = unsafe { Bound::from_borrowed_ptr(py, modules) };
+    modules.get_item(name).ok()
 }
 
 /// The environment of a backend that has not asked for one: filters that do not select the

@@ -706,10 +706,15 @@ pub fn truncate(text: &str, max_chars: usize) -> String {
     }
 }
 
+/// The calling thread's `threading` name. Without `threading` imported (the recorder does not
+/// import it: that costs every traced run's start-up) no thread has been named, and the main
+/// thread is the one whose thread id is the process id: `MainThread`, as `threading` calls it.
 fn current_thread_name(py: Python<'_>) -> String {
     let name = || -> PyResult<String> {
-        // `threading` is imported by then: the recorder imported it when it started.
-        let threading = py.import("threading")?;
+        let Some(threading) = crate::hook::decision::loaded_module(py, "threading") else {
+            let main = native_tid() == u64::from(std::process::id());
+            return Ok(if main { "MainThread" } else { "" }.to_owned());
+        };
         threading
             .call_method0("current_thread")?
             .getattr("name")?
