@@ -211,8 +211,8 @@ fn is_exception(kind: EventKind) -> bool {
 #[derive(Default)]
 pub struct CallLines {
     entries: Vec<CallLine>,
-    /// The first entry found by its int object (a function's only start offset), kept apart:
-    /// one compare finds it. 0: none.
+    /// The entry last found by its int object (a function's only start offset, a generator's
+    /// usual resumption), kept apart: one compare finds it. 0: none.
     first_object: usize,
     first_line: u32,
 }
@@ -239,19 +239,24 @@ impl CallLines {
     }
 
     /// The line of the offset whose int object is at `object` (an offset seen before as a
-    /// small int; `object` is not 0), if it is the first such offset: most code objects have
-    /// only one.
+    /// small int; `object` is not 0), if it is the one last found so: most code objects start
+    /// at one offset, and a generator mostly resumes at one.
     #[inline(always)]
     pub fn get_first_by_object(&self, object: usize) -> Option<u32> {
         (object == self.first_object).then_some(self.first_line)
     }
 
     /// The line of the offset whose int object is at `object` (an offset seen before as a
-    /// small int; `object` is not 0).
-    pub fn get_by_object(&self, object: usize) -> Option<u32> {
-        self.entries
+    /// small int; `object` is not 0); found, it is the one [`Self::get_first_by_object`] finds
+    /// next.
+    pub fn get_by_object(&mut self, object: usize) -> Option<u32> {
+        let line = self
+            .entries
             .iter()
-            .find_map(|entry| (entry.object == object).then_some(entry.line))
+            .find_map(|entry| (entry.object == object).then_some(entry.line))?;
+        self.first_object = object;
+        self.first_line = line;
+        Some(line)
     }
 
     /// Keeps `line` for `offset`; `object`: the address of the int object passed for it, if
