@@ -576,6 +576,46 @@ def test_exception_names_stay_right_for_each_type(tmp_path: Path) -> None:
     ] * 3
 
 
+def raises(kind: type[Exception]) -> None:
+    raise kind("message")
+
+
+def test_an_exception_type_first_seen_in_a_known_function_is_named(tmp_path: Path) -> None:
+    """A function whose unwinds are recorded without Python (its earlier calls were seen) that
+    raises an exception of a type new to the recorder: named all the same, each unwind by its
+    own type, on the thread it happened on."""
+    kinds = [ValueError, ValueError, KeyError, ValueError, KeyError, LookupError, LookupError]
+    recorder = ferrotrace.Recorder(functions=["raises"], exit_lines=False)
+    with recorder:
+        for kind in kinds:
+            try:
+                raises(kind)
+            except Exception:
+                pass
+    slices = [e for e in chrome_events(recorder, tmp_path) if e["ph"] == "X"]
+    assert [e["args"]["exception"] for e in slices] == [k.__qualname__ for k in kinds]
+
+    other_thread = ferrotrace.Recorder(functions=["raises"], events="call,return", exit_lines=False)
+    with other_thread:
+        for kind in kinds[:2]:
+            try:
+                raises(kind)
+            except Exception:
+                pass
+        thread = threading.Thread(target=lambda: [catch_from(raises, k) for k in kinds])
+        thread.start()
+        thread.join()
+    assert other_thread.call_count == 2
+    assert other_thread.event_count == 2 * 2  # call, unwind
+
+
+def catch_from(function, *args) -> None:
+    try:
+        function(*args)
+    except Exception:
+        pass
+
+
 # --- streaming: Recorder(output=...) ---------------------------------------------------------
 
 STREAMED_PROGRAM = """\

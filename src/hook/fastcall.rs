@@ -24,6 +24,10 @@ pub type Body =
 /// event, false to run the callback's general body.
 pub type FastPath = fn(Python<'_>, *mut ffi::PyObject, *mut ffi::PyObject) -> bool;
 
+/// As [`FastPath`], for a callback of `(code, offset, value)`.
+pub type FastPathWithValue =
+    fn(Python<'_>, *mut ffi::PyObject, *mut ffi::PyObject, *mut ffi::PyObject) -> bool;
+
 /// Runs `fast` for a callback CPython called with `nargs` arguments at `args`: Some(result of
 /// the callback) if it handled the event (None returned, or a panic raised as an exception).
 ///
@@ -38,13 +42,41 @@ pub unsafe fn try_fast(
     if nargs < 2 {
         return None;
     }
-    // SAFETY: CPython holds the GIL while it calls a callback.
-    let py = unsafe { Python::assume_attached() };
     // SAFETY: at least two borrowed references at `args` (a vectorcall passes `nargs` valid
     // ones), alive for the call.
     let (code, offset) = unsafe { (*args, *args.add(1)) };
-    // `move`: the closure holds the pointers themselves (nothing is stored for it).
-    match catch_unwind(AssertUnwindSafe(move || fast(py, code, offset))) {
+    // SAFETY: as the caller promises.
+    unsafe { run_fast(move |py| fast(py, code, offset)) }
+}
+
+/// As [`try_fast`], for a callback of `(code, offset, value)`.
+///
+/// # Safety
+/// As [`dispatch`].
+#[inline(always)]
+pub unsafe fn try_fast_with_value(
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    fast: FastPathWithValue,
+) -> Option<*mut ffi::PyObject> {
+    if nargs < 3 {
+        return None;
+    }
+    // SAFETY: at least three borrowed references at `args`, alive for the call.
+    let (code, offset, value) = unsafe { (*args, *args.add(1), *args.add(2)) };
+    // SAFETY: as the caller promises.
+    unsafe { run_fast(move |py| fast(py, code, offset, value)) }
+}
+
+/// Runs a fast path (the closure holds the arguments themselves: nothing is stored for it).
+///
+/// # Safety
+/// Called from a callback CPython called (it holds the GIL).
+#[inline(always)]
+unsafe fn run_fast(fast: impl FnOnce(Python<'_>) -> bool) -> Option<*mut ffi::PyObject> {
+    // SAFETY: CPython holds the GIL while it calls a callback.
+    let py = unsafe { Python::assume_attached() };
+    match catch_unwind(AssertUnwindSafe(move || fast(py))) {
         Ok(true) => Some(new_none(py)),
         Ok(false) => None,
         Err(_) => {

@@ -26,7 +26,7 @@ use crate::hook::decision::{
 };
 use crate::hook::delivery::{self, EventFrame};
 use crate::hook::fastcall;
-use crate::hook::monitoring_record::{self, record_cached};
+use crate::hook::monitoring_record::{self, record_cached, record_cached_unwind};
 use crate::hook::record_sink::{now_ns, record_kind, LineSource, Missing, Occurrence};
 use crate::protocol::TraceEvent;
 use crate::record::EventKind;
@@ -836,7 +836,26 @@ unsafe extern "C" fn fast_on_unwind(
     nargs: ffi::Py_ssize_t,
 ) -> *mut ffi::PyObject {
     // SAFETY: called by CPython as a METH_FASTCALL function.
-    unsafe { fastcall::dispatch(args, nargs, on_unwind) }
+    unsafe {
+        if let Some(result) = fastcall::try_fast_with_value(args, nargs, record_unwind) {
+            return result;
+        }
+        fastcall::dispatch(args, nargs, on_unwind)
+    }
+}
+
+/// `PY_UNWIND` on the recording fast path (a recorder forgets no frame: see
+/// [`record_cached_return`]).
+#[inline(always)]
+fn record_unwind(
+    py: Python<'_>,
+    code: *mut ffi::PyObject,
+    _offset: *mut ffi::PyObject,
+    exception: *mut ffi::PyObject,
+) -> bool {
+    // SAFETY: the callback's argument, a live object: its type is too.
+    let exception_type = unsafe { ffi::Py_TYPE(exception) } as usize;
+    record_cached_unwind(py, code, exception_type)
 }
 
 /// `PY_UNWIND`: a legacy `return` (with None) of a frame an exception leaves.

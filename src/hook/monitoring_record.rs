@@ -69,6 +69,9 @@ struct SingleRecorder {
     thread: Option<u64>,
     on_call: Step,
     on_return: Step,
+    /// `Record`: with line 0 and its exception's type name (see
+    /// [`RecordSink::records_unwinds_by_type`]).
+    on_unwind: Step,
 }
 
 /// A recorder that wants the code: where it is in the registry, the code's function id in its
@@ -283,16 +286,22 @@ fn find_recorders(
         };
         let thread = *thread;
         let (on_call, on_return) = steps(filter, sink);
+        // A `PY_UNWIND` is a `return` to the filter.
+        let on_unwind = match filter.events().contains(TraceEvent::Return) {
+            false => Step::Skip,
+            true if sink.records_unwinds_by_type() => Step::Record,
+            true => Step::General,
+        };
         let limited = |step| match (step, thread) {
             (Step::Record, Some(_)) => Step::RecordOnItsThread,
             _ => step,
         };
-        let (on_call, on_return) = (limited(on_call), limited(on_return));
         let recorder = SingleRecorder {
             function: sink.function_of(code)?,
             thread,
-            on_call,
-            on_return,
+            on_call: limited(on_call),
+            on_return: limited(on_return),
+            on_unwind: limited(on_unwind),
             sink: NonNull::from(&mut **sink),
         };
         return Some(Recorders::Single {
@@ -386,6 +395,39 @@ pub fn record_cached(
         } => record_to_several(py, targets, call_lines, code, kind, offset),
         Recorders::General => false,
     }
+}
+
+/// The fast path of `PY_UNWIND` (a legacy `return` of a frame an exception leaves), for the
+/// usual single recorder: `code` is the callback's argument (borrowed), `exception_type` the
+/// address of its exception's type. False (nothing recorded) when the general path must take
+/// the event, as it does for an exception type the recorder has not named yet.
+#[inline(always)]
+pub fn record_cached_unwind(
+    py: Python<'_>,
+    code: *mut ffi::PyObject,
+    exception_type: usize,
+) -> bool {
+    // SAFETY: as in `record_cached`.
+    let Some(slot) = (unsafe { stored_at(code).as_mut() }) else {
+        return false;
+    };
+    if slot.generation != consumer::registry_generation() {
+        return false;
+    }
+    let Recorders::Single { recorder, .. } = &slot.recorders else {
+        return false;
+    };
+    if recorder.on_unwind != Step::Record {
+        if let Some(handled) = other_step(recorder.on_unwind, recorder.thread) {
+            return handled;
+        }
+    }
+    let Some(_held) = consumer::hold_registry(py) else {
+        return false;
+    };
+    // SAFETY: as in `record_to_one`.
+    let sink = unsafe { &mut *recorder.sink.as_ptr() };
+    sink.push_unwind(recorder.function, exception_type)
 }
 
 /// An event on the fast path: the callback's arguments (borrowed) and the kind.

@@ -424,6 +424,34 @@ impl RecordSink {
         }
     }
 
+    /// Whether an unwind is recorded with line 0 and its exception's type name as detail
+    /// (no `reprs`, no `exit_lines`): then [`Self::push_unwind`] can record it.
+    pub fn records_unwinds_by_type(&self) -> bool {
+        !self.reprs && !self.exit_lines
+    }
+
+    /// Records an unwind (as [`Self::records_unwinds_by_type`]) of a function the sink knows,
+    /// by an exception whose type is at `exception_type`, stamped now; false (nothing recorded)
+    /// if that type or the calling thread is new to the sink (naming either needs Python).
+    pub fn push_unwind(&mut self, function: FunctionId, exception_type: usize) -> bool {
+        let Some((_, name)) = self.exception_types.get(&exception_type) else {
+            return false;
+        };
+        let detail = name.clone();
+        let thread = clock::this_thread();
+        let timestamp_ns = thread.now_ns();
+        let Some(buffer) = self.buffer_in(thread.slot()) else {
+            return false;
+        };
+        if let Some(thread) = self.recording.thread_mut(buffer) {
+            thread.push(Recorded {
+                event: Event::new(EventKind::Unwind, function, 0, timestamp_ns),
+                detail: Some(detail),
+            });
+        }
+        true
+    }
+
     /// The line of a call event at `offset` of `code`, looked up (see [`CallLines`]).
     pub fn call_line_at(&self, code: &Bound<'_, PyAny>, offset: i64, function: FunctionId) -> u32 {
         let occurrence = Occurrence {
