@@ -75,14 +75,52 @@ def test_help_explains_every_option_with_examples(tmp_path: Path) -> None:
     assert trace.stdout.count("ferrotrace trace ") >= 5  # the examples
 
 
-def test_console_script_is_python_m_ferrotrace(tmp_path: Path) -> None:
-    assert CONSOLE_SCRIPT.exists()
-    for args in (["--help"], ["trace", "--help"]):
-        script = subprocess.run(
-            [str(CONSOLE_SCRIPT), *args], capture_output=True, text=True, cwd=tmp_path
-        )
-        assert script.returncode == 0
-        assert script.stdout == ferrotrace(*args, cwd=tmp_path).stdout
+def outcome(result: subprocess.CompletedProcess[str]) -> tuple[int, str, str]:
+    return result.returncode, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        [],
+        ["frobnicate"],
+        ["trace", "--help"],
+        ["trace", "--bogus", "prog.py"],
+        ["trace", "--format", "xml", "prog.py"],
+        ["trace"],
+        ["trace", "nosuch.py"],
+        ["trace", "prog.py", "a", "--b"],
+    ],
+    ids=repr,
+)
+def test_console_script_is_python_m_ferrotrace(args: list[str], tmp_path: Path) -> None:
+    # The command pip writes runs the same main(): same output, messages and exit codes,
+    # with the program's name as ferrotrace prints it (not the script's path).
+    write(tmp_path, "prog.py", "import sys\nprint(sys.argv)\nsys.exit(3)\n")
+    script = subprocess.run(
+        [str(CONSOLE_SCRIPT), *args], capture_output=True, text=True, cwd=tmp_path,
+        env=clean_env(), timeout=120,
+    )  # fmt: skip
+    assert outcome(script) == outcome(ferrotrace(*args, cwd=tmp_path))
+    assert str(CONSOLE_SCRIPT.parent) not in script.stdout + script.stderr
+
+
+def test_usage_and_errors_name_the_command(tmp_path: Path) -> None:
+    bogus = ferrotrace("trace", "--bogus", "prog.py", cwd=tmp_path)
+    assert outcome(bogus) == (
+        2,
+        "",
+        "usage: ferrotrace trace [options] (script.py | -m module) [args ...]\n"
+        "ferrotrace trace: error: unrecognized arguments: --bogus\n",
+    )
+    usage = ferrotrace("trace", "--help", cwd=tmp_path).stdout
+    assert usage.startswith(
+        "usage: ferrotrace trace [options] (script.py | -m module) [args ...]\n\n"
+    )
+    assert ferrotrace("--help", cwd=tmp_path).stdout.startswith(
+        "usage: ferrotrace <command> [options] ...\n"
+    )
 
 
 def test_no_or_unknown_command(tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 nothing the run does not need (argparse is only for command lines the quick parser leaves to
 it, sysconfig only for a filter that selects the user's code), and compiles the script as
 ``compile()`` would without building the ``ast`` node types. ``import ferrotrace`` does not
-import ``threading`` (a Tracer that filters threads by name imports it when it starts).
+import ``threading`` (a Tracer that filters threads by name imports it when it starts). The
+same holds for the ``ferrotrace`` command the installer wrote: pip 25.2 and later (and uv)
+write one that does not import ``re``, which the project's venvs get.
 """
 
 from __future__ import annotations
@@ -23,12 +25,17 @@ print(sorted(name for name in {HEAVY!r} if name in sys.modules))
 """
 
 
+#: The ``ferrotrace`` command the installer wrote (pip 25.2 and later: without ``import re``).
+CONSOLE_SCRIPT = Path(sys.executable).parent / "ferrotrace"
+
+
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=120
     )
 
 
+@pytest.mark.parametrize("command", ["python -m ferrotrace", "ferrotrace"])
 @pytest.mark.parametrize(
     "options",
     [
@@ -37,11 +44,19 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     ],
     ids=["perfetto", "chrome"],
 )
-def test_common_command_lines_import_nothing_heavy(options: list[str], tmp_path: Path) -> None:
+def test_common_command_lines_import_nothing_heavy(
+    options: list[str], command: str, tmp_path: Path
+) -> None:
     (tmp_path / "prog.py").write_text(SHOW_HEAVY)
     plain = run("prog.py", cwd=tmp_path)
     assert plain.returncode == 0 and plain.stdout == "[]\n", plain.stdout + plain.stderr
-    traced = run("-m", "ferrotrace", "trace", *options, "prog.py", cwd=tmp_path)
+    launcher = [sys.executable, "-m", "ferrotrace"]
+    if command == "ferrotrace":
+        launcher = [str(CONSOLE_SCRIPT)]
+    traced = subprocess.run(
+        [*launcher, "trace", *options, "prog.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
     assert (traced.returncode, traced.stdout) == (0, "[]\n"), traced.stderr
 
 
