@@ -345,6 +345,31 @@ def test_a_start_that_fails_keeps_the_earlier_recording(tmp_path: Path) -> None:
     assert recorder.call_count == 5 + 3
 
 
+@pytest.mark.skipif(
+    sys.version_info < (3, 12), reason="the sys.monitoring callbacks are the 3.12+ backend's"
+)
+def test_the_monitoring_callbacks_check_their_arguments() -> None:
+    """The callbacks a recorder registers with sys.monitoring (objects of a small type whose
+    vectorcall entry is ferrotrace's own): called by hand they take (code, offset[, value])
+    and nothing else, the type makes no new ones, and recording goes on after such calls."""
+    monitoring = sys.monitoring
+    recorder = ferrotrace.Recorder(functions=["fib"], exit_lines=False)
+    with recorder:
+        tool = next(t for t in range(6) if monitoring.get_tool(t) == "ferrotrace")
+        start = monitoring.register_callback(tool, monitoring.events.PY_START, None)
+        monitoring.register_callback(tool, monitoring.events.PY_START, start)
+        assert repr(start) == "<ferrotrace monitoring callback _on_start>"
+        for bad in [(), (fib.__code__,), (fib.__code__, 0, None, None)]:
+            with pytest.raises(TypeError, match="takes \\(code, offset"):
+                start(*bad)
+        with pytest.raises(TypeError, match="takes \\(code, offset"):
+            start(fib.__code__, 0, value=None)
+        with pytest.raises(TypeError):
+            type(start)()
+        fib(4)
+    assert recorder.call_count == 9
+
+
 def test_events_select_what_is_kept(tmp_path: Path) -> None:
     recorder = ferrotrace.Recorder(functions=["catches", "failing"], events="call,line")
     with recorder:

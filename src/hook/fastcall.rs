@@ -1,13 +1,16 @@
-//! `sys.monitoring` callbacks as plain `METH_FASTCALL` C functions, for the events every traced
+//! `sys.monitoring` callbacks as plain vectorcall C functions, for the events every traced
 //! call pays (`PY_START`, `PY_RESUME`, `PY_RETURN`, `PY_YIELD`) and `PY_UNWIND`: CPython calls
 //! them with its argument vector, without the keyword-aware argument parsing of a
-//! `#[pyfunction]`; a callback's fast path ([`try_fast`]) gets the arguments borrowed. The
-//! `extern "C"` entry points are the only code here that CPython calls directly; they never
-//! unwind into it (a panic becomes a Python exception).
+//! `#[pyfunction]` nor the checks and recursion guard of a builtin function (each callback is
+//! an object of its own small type, [`callback`], whose vectorcall slot is the entry); a
+//! callback's fast path ([`try_fast`]) gets the arguments borrowed. The `extern "C"` entry
+//! points are the only code here that CPython calls directly; they never unwind into it (a
+//! panic becomes a Python exception).
 
-use std::ffi::CStr;
+use std::ffi::{c_char, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::null_mut;
+use std::sync::OnceLock;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
@@ -28,22 +31,19 @@ pub type FastPath = fn(Python<'_>, *mut ffi::PyObject, *mut ffi::PyObject) -> bo
 pub type FastPathWithValue =
     fn(Python<'_>, *mut ffi::PyObject, *mut ffi::PyObject, *mut ffi::PyObject) -> bool;
 
-/// Runs `fast` for a callback CPython called with `nargs` arguments at `args`: Some(result of
-/// the callback) if it handled the event (None returned, or a panic raised as an exception).
+/// Runs `fast` for a callback CPython called with `call`: Some(result of the callback) if it
+/// handled the event (None returned, or a panic raised as an exception).
 ///
 /// # Safety
 /// As [`dispatch`].
 #[inline(always)]
-pub unsafe fn try_fast(
-    args: *mut *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    fast: FastPath,
-) -> Option<*mut ffi::PyObject> {
-    if nargs < 2 {
+pub unsafe fn try_fast(call: Args, fast: FastPath) -> Option<*mut ffi::PyObject> {
+    if !call.has_positional(2) {
         return None;
     }
-    // SAFETY: at least two borrowed references at `args` (a vectorcall passes `nargs` valid
-    // ones), alive for the call.
+    let args = call.args;
+    // SAFETY: at least two borrowed references at `args` (a vectorcall passes as many valid
+    // ones as it says), alive for the call.
     let (code, offset) = unsafe { (*args, *args.add(1)) };
     // SAFETY: as the caller promises.
     unsafe { run_fast(move |py| fast(py, code, offset)) }
@@ -55,13 +55,13 @@ pub unsafe fn try_fast(
 /// As [`dispatch`].
 #[inline(always)]
 pub unsafe fn try_fast_with_value(
-    args: *mut *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
+    call: Args,
     fast: FastPathWithValue,
 ) -> Option<*mut ffi::PyObject> {
-    if nargs < 3 {
+    if !call.has_positional(3) {
         return None;
     }
+    let args = call.args;
     // SAFETY: at least three borrowed references at `args`, alive for the call.
     let (code, offset, value) = unsafe { (*args, *args.add(1), *args.add(2)) };
     // SAFETY: as the caller promises.
@@ -102,16 +102,52 @@ fn new_none(py: Python<'_>) -> *mut ffi::PyObject {
     }
 }
 
-/// Runs `body` for a callback CPython called with `nargs` arguments at `args`.
+/// A callback's arguments, as CPython passed them to its vectorcall entry.
+#[derive(Clone, Copy)]
+pub struct Args {
+    args: *const *mut ffi::PyObject,
+    /// The number of positional arguments, with `PY_VECTORCALL_ARGUMENTS_OFFSET`.
+    nargsf: usize,
+    /// The names of keyword arguments after them (null: none).
+    kwnames: *mut ffi::PyObject,
+}
+
+impl Args {
+    pub fn new(
+        args: *const *mut ffi::PyObject,
+        nargsf: usize,
+        kwnames: *mut ffi::PyObject,
+    ) -> Self {
+        Args {
+            args,
+            nargsf,
+            kwnames,
+        }
+    }
+
+    /// Whether there are at least `n` positional arguments and no keyword ones.
+    #[inline(always)]
+    fn has_positional(self, n: usize) -> bool {
+        (self.nargsf & !ffi::PY_VECTORCALL_ARGUMENTS_OFFSET) >= n && self.kwnames.is_null()
+    }
+
+    /// The number of positional arguments; -1, which no callback accepts, if there are
+    /// keyword arguments too.
+    fn positional(self) -> ffi::Py_ssize_t {
+        if !self.kwnames.is_null() {
+            return -1;
+        }
+        (self.nargsf & !ffi::PY_VECTORCALL_ARGUMENTS_OFFSET) as ffi::Py_ssize_t
+    }
+}
+
+/// Runs `body` for a callback CPython called with `call`.
 ///
 /// # Safety
-/// Called only by CPython as a `METH_FASTCALL` function: the GIL is held and `args` points to
-/// `nargs` borrowed references.
-pub unsafe fn dispatch(
-    args: *mut *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    body: Body,
-) -> *mut ffi::PyObject {
+/// Called only by CPython through a callback's vectorcall entry, with the arguments it got:
+/// the GIL is held and they are borrowed references.
+pub unsafe fn dispatch(call: Args, body: Body) -> *mut ffi::PyObject {
+    let (args, nargs) = (call.args, call.positional());
     // SAFETY: CPython holds the GIL while it calls a callback.
     let py = unsafe { Python::assume_attached() };
     let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -140,26 +176,104 @@ pub unsafe fn dispatch(
     null_mut()
 }
 
-/// A builtin function object calling `entry` (`METH_FASTCALL`), named `name`. Its method
-/// definition lives as long as the process (one per callback, made once).
-pub fn function<'py>(
+/// A callback object: its vectorcall entry, at the offset its type declares.
+#[repr(C)]
+struct Callback {
+    ob_base: ffi::PyObject,
+    entry: ffi::vectorcallfunc,
+    name: *const c_char,
+}
+
+/// The callbacks' type, made once (a heap type: `PyType_FromSpec`). Its objects cannot be
+/// made from Python; calling one calls its entry.
+fn callback_type(py: Python<'_>) -> PyResult<*mut ffi::PyTypeObject> {
+    static TYPE: OnceLock<Py<PyAny>> = OnceLock::new();
+    if let Some(made) = TYPE.get() {
+        return Ok(made.as_ptr().cast());
+    }
+    let members = Box::leak(Box::new([
+        ffi::PyMemberDef {
+            name: c"__vectorcalloffset__".as_ptr(),
+            type_code: ffi::Py_T_PYSSIZET,
+            offset: std::mem::offset_of!(Callback, entry) as ffi::Py_ssize_t,
+            flags: ffi::Py_READONLY,
+            doc: std::ptr::null(),
+        },
+        ffi::PyMemberDef::default(),
+    ]));
+    let slots = Box::leak(Box::new([
+        ffi::PyType_Slot {
+            slot: ffi::Py_tp_call,
+            pfunc: ffi::PyVectorcall_Call as *mut c_void,
+        },
+        ffi::PyType_Slot {
+            slot: ffi::Py_tp_members,
+            pfunc: members.as_mut_ptr().cast(),
+        },
+        ffi::PyType_Slot {
+            slot: ffi::Py_tp_repr,
+            pfunc: callback_repr as *mut c_void,
+        },
+        ffi::PyType_Slot {
+            slot: ffi::Py_tp_dealloc,
+            pfunc: callback_dealloc as *mut c_void,
+        },
+        ffi::PyType_Slot::default(),
+    ]));
+    let spec = Box::leak(Box::new(ffi::PyType_Spec {
+        name: c"ferrotrace._native.MonitoringCallback".as_ptr(),
+        basicsize: std::mem::size_of::<Callback>() as std::ffi::c_int,
+        itemsize: 0,
+        flags: (ffi::Py_TPFLAGS_DEFAULT
+            | ffi::Py_TPFLAGS_HAVE_VECTORCALL
+            | ffi::Py_TPFLAGS_IMMUTABLETYPE
+            | ffi::Py_TPFLAGS_DISALLOW_INSTANTIATION) as std::ffi::c_uint,
+        slots: slots.as_mut_ptr(),
+    }));
+    // SAFETY: the GIL is held; the spec, its slots and members are never freed.
+    let made = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyType_FromSpec(spec))? };
+    Ok(TYPE.get_or_init(|| made.unbind()).as_ptr().cast())
+}
+
+/// `repr()` of a callback: `<ferrotrace monitoring callback _on_start>`.
+unsafe extern "C" fn callback_repr(object: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls this for an object of the callbacks' type, whose name is a static
+    // C string.
+    unsafe {
+        let name = (*object.cast::<Callback>()).name;
+        ffi::PyUnicode_FromFormat(c"<ferrotrace monitoring callback %s>".as_ptr(), name)
+    }
+}
+
+/// Frees a callback (never, in practice: each is kept for the process) and its reference to
+/// its type, as an object of a heap type must.
+unsafe extern "C" fn callback_dealloc(object: *mut ffi::PyObject) {
+    // SAFETY: CPython calls this once for an object of the callbacks' type, which holds a
+    // reference to that type (taken by `PyType_GenericAlloc`) and was allocated with its
+    // `tp_free`.
+    unsafe {
+        let kind = ffi::Py_TYPE(object);
+        if let Some(free) = (*kind).tp_free {
+            free(object.cast());
+        }
+        ffi::Py_DECREF(kind.cast());
+    }
+}
+
+/// A callback object calling `entry` with the vectorcall protocol, shown as `name`.
+pub fn callback<'py>(
     py: Python<'py>,
     name: &'static CStr,
-    entry: ffi::PyCFunctionFast,
+    entry: ffi::vectorcallfunc,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let definition = Box::leak(Box::new(ffi::PyMethodDef {
-        ml_name: name.as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer {
-            PyCFunctionFast: entry,
-        },
-        ml_flags: ffi::METH_FASTCALL,
-        ml_doc: std::ptr::null(),
-    }));
-    // SAFETY: the definition is never freed; no self, no module.
+    let kind = callback_type(py)?;
+    // SAFETY: the GIL is held; the new object is zeroed, with its type and one reference;
+    // `entry` and `name` are filled before anyone else sees it.
     unsafe {
-        Bound::from_owned_ptr_or_err(
-            py,
-            ffi::PyCFunction_NewEx(definition, null_mut(), null_mut()),
-        )
+        let object = Bound::from_owned_ptr_or_err(py, ffi::PyType_GenericAlloc(kind, 0))?;
+        let callback = object.as_ptr().cast::<Callback>();
+        (*callback).entry = entry;
+        (*callback).name = name.as_ptr();
+        Ok(object)
     }
 }

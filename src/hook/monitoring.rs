@@ -227,53 +227,57 @@ fn claim_tool(py: Python<'_>) -> PyResult<u8> {
     ))
 }
 
-/// The callbacks of the events every traced call pays, and of `PY_UNWIND`, as `METH_FASTCALL`
-/// functions (made once).
+/// The callbacks of the events every traced call pays, and of `PY_UNWIND`, as vectorcall
+/// callback objects (made once).
 static FAST_CALLBACKS: OnceLock<[Py<PyAny>; 4]> = OnceLock::new();
 
 unsafe extern "C" fn fast_on_start(
-    _module: *mut ffi::PyObject,
-    args: *mut *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
+    _callback: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: usize,
+    kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: called by CPython as a METH_FASTCALL function.
+    let call = fastcall::Args::new(args, nargsf, kwnames);
+    // SAFETY: called by CPython through the callback's vectorcall entry.
     unsafe {
-        if let Some(result) = fastcall::try_fast(args, nargs, |py, code, offset| {
+        if let Some(result) = fastcall::try_fast(call, |py, code, offset| {
             record_cached(py, code, EventKind::Call, offset)
         }) {
             return result;
         }
-        fastcall::dispatch(args, nargs, |py, code, offset, _| {
-            on_start(py, code, offset)
-        })
+        fastcall::dispatch(call, |py, code, offset, _| on_start(py, code, offset))
     }
 }
 
 unsafe extern "C" fn fast_on_return(
-    _module: *mut ffi::PyObject,
-    args: *mut *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
+    _callback: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: usize,
+    kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: called by CPython as a METH_FASTCALL function.
+    let call = fastcall::Args::new(args, nargsf, kwnames);
+    // SAFETY: called by CPython through the callback's vectorcall entry.
     unsafe {
-        if let Some(result) = fastcall::try_fast(args, nargs, record_cached_return) {
+        if let Some(result) = fastcall::try_fast(call, record_cached_return) {
             return result;
         }
-        fastcall::dispatch(args, nargs, |py, c, o, v| frame_exit(py, c, o, v, true))
+        fastcall::dispatch(call, |py, c, o, v| frame_exit(py, c, o, v, true))
     }
 }
 
 unsafe extern "C" fn fast_on_yield(
-    _module: *mut ffi::PyObject,
-    args: *mut *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
+    _callback: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: usize,
+    kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: called by CPython as a METH_FASTCALL function.
+    let call = fastcall::Args::new(args, nargsf, kwnames);
+    // SAFETY: called by CPython through the callback's vectorcall entry.
     unsafe {
-        if let Some(result) = fastcall::try_fast(args, nargs, record_cached_return) {
+        if let Some(result) = fastcall::try_fast(call, record_cached_return) {
             return result;
         }
-        fastcall::dispatch(args, nargs, |py, c, o, v| frame_exit(py, c, o, v, false))
+        fastcall::dispatch(call, |py, c, o, v| frame_exit(py, c, o, v, false))
     }
 }
 
@@ -315,10 +319,10 @@ fn fast_callbacks(py: Python<'_>) -> PyResult<&'static [Py<PyAny>; 4]> {
         return Ok(made);
     }
     let made = [
-        fastcall::function(py, c"_on_start", fast_on_start)?.unbind(),
-        fastcall::function(py, c"_on_return", fast_on_return)?.unbind(),
-        fastcall::function(py, c"_on_yield", fast_on_yield)?.unbind(),
-        fastcall::function(py, c"_on_unwind", fast_on_unwind)?.unbind(),
+        fastcall::callback(py, c"_on_start", fast_on_start)?.unbind(),
+        fastcall::callback(py, c"_on_return", fast_on_return)?.unbind(),
+        fastcall::callback(py, c"_on_yield", fast_on_yield)?.unbind(),
+        fastcall::callback(py, c"_on_unwind", fast_on_unwind)?.unbind(),
     ];
     Ok(FAST_CALLBACKS.get_or_init(|| made))
 }
@@ -831,16 +835,18 @@ pub fn _on_throw(
 }
 
 unsafe extern "C" fn fast_on_unwind(
-    _module: *mut ffi::PyObject,
-    args: *mut *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
+    _callback: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: usize,
+    kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: called by CPython as a METH_FASTCALL function.
+    let call = fastcall::Args::new(args, nargsf, kwnames);
+    // SAFETY: called by CPython through the callback's vectorcall entry.
     unsafe {
-        if let Some(result) = fastcall::try_fast_with_value(args, nargs, record_unwind) {
+        if let Some(result) = fastcall::try_fast_with_value(call, record_unwind) {
             return result;
         }
-        fastcall::dispatch(args, nargs, on_unwind)
+        fastcall::dispatch(call, on_unwind)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The recording fast path of the `sys.monitoring` backend (3.12+): calls (`PY_START`,
 //! `PY_RESUME`) and returns (`PY_RETURN`, `PY_YIELD`) recorded straight from the callback's
-//! `METH_FASTCALL` entry when every consumer is a plain recorder.
+//! vectorcall entry when every consumer is a plain recorder.
 //!
 //! What an event needs is found once per code object and registry generation (see
 //! [`Recorders`]) and kept in a code-extra slot of the code object itself
