@@ -38,10 +38,12 @@
 
 use std::io::{self, Write};
 
-use super::protobuf::{Encoder, WIRE_LEN};
+use super::protobuf::{Encoder, RawTail, WIRE_LEN};
 use super::spans::{End, SpanState, Step};
 use super::{describe, TraceWriter};
-use crate::record::{EventRef, FunctionId, FunctionTable, ProcessInfo, Recording};
+use crate::record::{
+    Event, EventKind, EventRef, FunctionId, FunctionTable, ProcessInfo, Recording,
+};
 
 /// Writes [`Format::Perfetto`](super::Format::Perfetto).
 #[derive(Clone, Copy, Debug, Default)]
@@ -202,7 +204,10 @@ impl TraceWriter for PerfettoWriter {
                 (thread.tid(), thread.name()),
                 first_ts,
             );
-            sequence.events(&mut output, functions, thread.events())?;
+            let mut details = thread.details().iter();
+            for events in thread.event_slices() {
+                sequence.events(&mut output, functions, events, &mut details)?;
+            }
             sequence.finish(&mut output, functions, recording.end_timestamp_ns())?;
         }
         output.finish()
@@ -221,7 +226,8 @@ pub struct PacketOutput<W: Write> {
 impl<W: Write> PacketOutput<W> {
     /// A trace into `out`, starting with the process's track descriptor.
     pub fn start(out: W, process: &ProcessInfo) -> Self {
-        let mut buffer = Encoder::with_capacity(FLUSH_BYTES + (FLUSH_BYTES >> 4));
+        // Flushed when full after a step or a batch of plain steps: it never grows.
+        let mut buffer = Encoder::with_capacity(FLUSH_BYTES + 2 * PLAIN_BATCH * PLAIN_ROOM);
         let pid = int32_id(u64::from(process.pid));
         buffer.message(field::TRACE_PACKET, |packet| {
             packet.uint(
@@ -277,8 +283,13 @@ impl<W: Write> PacketOutput<W> {
 pub struct SequenceWriter {
     sequence: u32,
     track: u64,
-    /// Which functions' names and source locations this sequence has interned, by id.
-    interned: Vec<bool>,
+    /// By function id, the first line of each function whose name and source location this
+    /// sequence has interned ([`NOT_INTERNED`] for the others; a first line is kept below it).
+    first_lines: Vec<u32>,
+    /// The bytes of a plain track event packet after its timestamp up to the event's fields:
+    /// the sequence id and flags fields and the track event's key (little-endian, the first
+    /// byte lowest), and how many they are.
+    packet_middle: (u64, usize),
     /// Whether the name shared by ids the table did not give is interned.
     interned_unknown: bool,
     /// The timestamp of the sequence's last packet: the next one is written as the
@@ -290,6 +301,16 @@ pub struct SequenceWriter {
 
 /// The iid of the name and source location of every id the function table did not give.
 const UNKNOWN_IID: u64 = 1 << 32;
+/// In [`SequenceWriter::first_lines`]: not interned. No call's line is this (lines are kept
+/// below `2^28`), so a plain call never matches it.
+const NOT_INTERNED: u32 = u32::MAX;
+/// Events per batch of [`SequenceWriter::plain_events`].
+const PLAIN_BATCH: usize = 512;
+/// Room for a plain step's packet: at most 2 + (1 + 10) + 8 + 2 + (4 + 1 + 5 + 2 + 5) + 10
+/// (key and length, timestamp, the middle, track event key and length, a begin's fields,
+/// a `line` annotation) = 55 bytes, below 128 so that both lengths take one byte. The
+/// middle is written as 8 bytes whatever its length.
+const PLAIN_ROOM: usize = 64;
 
 impl SequenceWriter {
     /// The sequence of the recording's thread number `index` (`thread`: its id and name):
@@ -306,7 +327,8 @@ impl SequenceWriter {
         let writer = SequenceWriter {
             sequence: (index as u32).wrapping_add(PROCESS_SEQUENCE + 1),
             track: parent.wrapping_add(index as u64 + 1),
-            interned: Vec::new(),
+            first_lines: Vec::new(),
+            packet_middle: Self::packet_middle((index as u32).wrapping_add(PROCESS_SEQUENCE + 1)),
             interned_unknown: false,
             last_ts: first_ts,
             spans: SpanState::default(),
@@ -326,18 +348,36 @@ impl SequenceWriter {
         self.calls
     }
 
-    /// Adds the thread's next events.
+    /// Adds the thread's next events; `details` holds those of the events that have one, in
+    /// order (and may hold more, for later events).
+    ///
+    /// Most steps are plain (a call of a function already interned, a return without a
+    /// value or exception) and are encoded in batches ([`Self::plain_events`]); the others
+    /// one at a time.
     pub fn events<'a, W: Write>(
         &mut self,
         output: &mut PacketOutput<W>,
         functions: &FunctionTable,
-        events: impl Iterator<Item = EventRef<'a>>,
+        mut events: &'a [Event],
+        details: &mut std::slice::Iter<'a, Box<str>>,
     ) -> io::Result<()> {
-        for event in events {
-            let Some(step) = self.spans.step(event) else {
-                continue;
-            };
-            self.write_step(&mut output.buffer, functions, &step);
+        while !events.is_empty() {
+            let batch = &events[..events.len().min(PLAIN_BATCH)];
+            let done = self.plain_events(&mut output.buffer, batch);
+            events = &events[done..];
+            if done < batch.len() {
+                if let Some((event, rest)) = events.split_first() {
+                    events = rest;
+                    let detail = if event.has_detail() {
+                        details.next().map(|detail| &**detail)
+                    } else {
+                        None
+                    };
+                    if let Some(step) = self.spans.step(EventRef::new(*event, detail)) {
+                        self.write_step(&mut output.buffer, functions, &step);
+                    }
+                }
+            }
             output.flush_if_full()?;
         }
         Ok(())
@@ -378,10 +418,14 @@ impl SequenceWriter {
                 !std::mem::replace(&mut self.interned_unknown, true),
             );
         }
-        if index >= self.interned.len() {
-            self.interned.resize(functions.len(), false);
+        if index >= self.first_lines.len() {
+            self.first_lines.resize(functions.len(), NOT_INTERNED);
         }
-        let first_use = !std::mem::replace(&mut self.interned[index], true);
+        let first_use = self.first_lines[index] == NOT_INTERNED;
+        if first_use {
+            let first_line = functions.get(function).map_or(0, |f| f.first_line);
+            self.first_lines[index] = first_line.min(NOT_INTERNED - 1);
+        }
         (index as u64 + 1, first_use)
     }
 
@@ -460,25 +504,6 @@ impl SequenceWriter {
         delta
     }
 
-    /// Appends the packet of a track event with nothing interned and no annotation (almost
-    /// every one), encoded in one piece on the stack: `fields` adds the `TrackEvent`'s fields.
-    fn plain_event(
-        buffer: &mut Encoder,
-        sequence: u32,
-        delta_ns: u64,
-        fields: impl FnOnce(&mut SmallPacket<'_>),
-    ) {
-        buffer.append_in_place(SmallPacket::CAPACITY, |room| {
-            let mut packet = SmallPacket::start(room);
-            packet.uint(field::packet::TIMESTAMP, delta_ns);
-            packet.uint(field::packet::TRUSTED_PACKET_SEQUENCE_ID, sequence.into());
-            packet.uint(field::packet::SEQUENCE_FLAGS, SEQ_NEEDS_INCREMENTAL_STATE);
-            packet.start_track_event();
-            fields(&mut packet);
-            packet.finish()
-        });
-    }
-
     fn begin(
         &mut self,
         buffer: &mut Encoder,
@@ -490,15 +515,6 @@ impl SequenceWriter {
         let (iid, first_use) = self.intern(functions, call.function);
         let first_line = functions.get(call.function).map_or(0, |f| f.first_line);
         let (delta, sequence) = (self.delta(ts), self.sequence);
-        if !first_use && call.line() == first_line {
-            Self::plain_event(buffer, sequence, delta, |e| {
-                e.uint(te::TYPE, TYPE_SLICE_BEGIN);
-                e.uint(te::CATEGORY_IIDS, CATEGORY_IID);
-                e.uint(te::NAME_IID, iid);
-                e.uint(te::SOURCE_LOCATION_IID, iid);
-            });
-            return;
-        }
         buffer.message(field::TRACE_PACKET, |p| {
             Self::packet_header(p, delta, sequence);
             if first_use {
@@ -536,12 +552,6 @@ impl SequenceWriter {
         use field::{debug_annotation as da, track_event as te};
         let (delta, sequence) = (self.delta(end.ts), self.sequence);
         let (return_value, exception) = (end.return_value(), end.exception());
-        if return_value.is_none() && exception.is_none() && !end.unfinished() {
-            Self::plain_event(buffer, sequence, delta, |e| {
-                e.uint(te::TYPE, TYPE_SLICE_END)
-            });
-            return;
-        }
         buffer.message(field::TRACE_PACKET, |p| {
             Self::packet_header(p, delta, sequence);
             p.message(field::packet::TRACK_EVENT, |e| {
@@ -569,60 +579,193 @@ impl SequenceWriter {
     }
 }
 
-/// One `Trace.packet` holding varint fields and then a `TrackEvent` of varint fields, encoded
-/// by hand in place: the shape of a plain track event packet. Both lengths fit in one byte.
-struct SmallPacket<'a> {
-    bytes: &'a mut [u8],
-    len: usize,
-    /// Where the `TrackEvent`'s length goes.
-    event_length_at: usize,
+/// A field's key (field number and wire type) as a varint of one byte.
+const fn key(field: u32, wire_type: u8) -> u8 {
+    let key = (field << 3) | wire_type as u32;
+    assert!(key < 0x80);
+    key as u8
 }
 
-impl<'a> SmallPacket<'a> {
-    /// More than the largest plain event packet: the packet's key and length, 3 varint fields
-    /// of the packet, the event's key and length, 4 varint fields of the event (at most
-    /// 2 + 3 * 11 + 2 + 4 * 12 bytes). Below 128, so that both lengths take one byte.
-    const CAPACITY: usize = 96;
+/// A field's key as a varint of two bytes, as [`word`] gives them.
+const fn key2(field: u32, wire_type: u8) -> (u64, usize) {
+    let key = (field << 3) | wire_type as u32;
+    assert!(key >= 0x80 && key < 0x4000);
+    word(&[(key & 0x7f) as u8 | 0x80, (key >> 7) as u8])
+}
 
-    /// A packet written into `bytes` (at least [`Self::CAPACITY`] long).
-    fn start(bytes: &'a mut [u8]) -> Self {
-        let mut packet = SmallPacket {
-            bytes,
-            len: 0,
-            event_length_at: 0,
-        };
-        packet.varint((u64::from(field::TRACE_PACKET) << 3) | u64::from(WIRE_LEN));
-        packet.len += 1; // the packet's length
-        packet
+/// Up to 8 bytes as [`RawTail::word`] takes them: in a word, the first lowest, and how many.
+const fn word(bytes: &[u8]) -> (u64, usize) {
+    assert!(bytes.len() <= 8);
+    let mut word = 0;
+    let mut i = bytes.len();
+    while i > 0 {
+        i -= 1;
+        word = (word << 8) | bytes[i] as u64;
+    }
+    (word, bytes.len())
+}
+
+/// The keys and values a plain step's packet is made of: the same fields, in the same order,
+/// as [`SequenceWriter::begin`] and [`SequenceWriter::end`] give a plain step.
+mod plain {
+    use super::field::{debug_annotation as da, packet, track_event as te};
+    use super::{key, key2, word, WIRE_LEN};
+    use crate::output::protobuf::WIRE_VARINT;
+
+    pub const PACKET: u8 = key(super::field::TRACE_PACKET, WIRE_LEN);
+    pub const TIMESTAMP: u8 = key(packet::TIMESTAMP, WIRE_VARINT);
+    pub const SEQUENCE_ID: u8 = key(packet::TRUSTED_PACKET_SEQUENCE_ID, WIRE_VARINT);
+    pub const SEQUENCE_FLAGS: u8 = key(packet::SEQUENCE_FLAGS, WIRE_VARINT);
+    pub const TRACK_EVENT: u8 = key(packet::TRACK_EVENT, WIRE_LEN);
+    /// A begin's fields up to its name's iid: type, category, the name's key.
+    pub const BEGIN_START: (u64, usize) = word(&[
+        key(te::TYPE, WIRE_VARINT),
+        super::TYPE_SLICE_BEGIN as u8,
+        key(te::CATEGORY_IIDS, WIRE_VARINT),
+        super::CATEGORY_IID as u8,
+        key(te::NAME_IID, WIRE_VARINT),
+    ]);
+    pub const SOURCE_LOCATION: (u64, usize) = key2(te::SOURCE_LOCATION_IID, WIRE_VARINT);
+    pub const ANNOTATION: u8 = key(te::DEBUG_ANNOTATIONS, WIRE_LEN);
+    /// A `line` annotation's fields up to its value: its name's iid, the value's key.
+    pub const LINE_START: (u64, usize) = word(&[
+        key(da::NAME_IID, WIRE_VARINT),
+        super::ANNOTATION_LINE as u8,
+        key(da::INT_VALUE, WIRE_VARINT),
+    ]);
+    /// An end's track event, key to end: its length and its one field, the type.
+    pub const END_EVENT: (u64, usize) = word(&[
+        TRACK_EVENT,
+        2,
+        key(te::TYPE, WIRE_VARINT),
+        super::TYPE_SLICE_END as u8,
+    ]);
+}
+
+impl SequenceWriter {
+    /// See [`SequenceWriter::packet_middle`].
+    fn packet_middle(sequence: u32) -> (u64, usize) {
+        let mut bytes = [0u8; 8];
+        bytes[0] = plain::SEQUENCE_ID;
+        let (id, id_len) = super::protobuf::varint_array(sequence.into());
+        bytes[1..1 + id_len].copy_from_slice(&id[..id_len]);
+        bytes[1 + id_len] = plain::SEQUENCE_FLAGS;
+        bytes[2 + id_len] = SEQ_NEEDS_INCREMENTAL_STATE as u8;
+        word(&bytes[..3 + id_len])
     }
 
-    fn varint(&mut self, mut value: u64) {
-        while value >= 0x80 {
-            self.bytes[self.len] = (value as u8) | 0x80;
-            self.len += 1;
-            value >>= 7;
-        }
-        self.bytes[self.len] = value as u8;
-        self.len += 1;
+    /// Encodes the steps of `events` from the first one while each is plain: a `Call` of a
+    /// function this sequence has interned, a `Return` of a call that saw no exception, or no
+    /// step (a `Line`). How many events it took; the next one, if any, needs
+    /// [`SpanState::step`] and [`Self::write_step`].
+    fn plain_events(&mut self, buffer: &mut Encoder, events: &[Event]) -> usize {
+        let middle = self.packet_middle;
+        buffer.append_raw(events.len() * PLAIN_ROOM, |out| {
+            for (taken, event) in events.iter().enumerate() {
+                if event.has_detail() {
+                    return taken;
+                }
+                match event.kind() {
+                    EventKind::Call => {
+                        let index = event.function.0 as usize;
+                        let first_line = match self.first_lines.get(index) {
+                            Some(&line) if line != NOT_INTERNED => line,
+                            _ => return taken,
+                        };
+                        let ts = self.spans.advance_clock(event.timestamp_ns);
+                        self.spans.open_call();
+                        self.calls += 1;
+                        let delta = self.delta(ts);
+                        let line = (event.line() != first_line).then_some(event.line());
+                        // SAFETY: each event takes at most PLAIN_ROOM bytes of the room.
+                        unsafe { plain_begin(out, delta, middle, index as u64 + 1, line) };
+                    }
+                    EventKind::Return => {
+                        if !self.spans.close_plain_call() {
+                            return taken;
+                        }
+                        let ts = self.spans.advance_clock(event.timestamp_ns);
+                        let delta = self.delta(ts);
+                        // SAFETY: each event takes at most PLAIN_ROOM bytes of the room.
+                        unsafe { plain_end(out, delta, middle) };
+                    }
+                    EventKind::Line => {
+                        self.spans.advance_clock(event.timestamp_ns);
+                    }
+                    EventKind::Exception | EventKind::Unwind => return taken,
+                }
+            }
+            events.len()
+        })
     }
+}
 
-    fn uint(&mut self, field: u32, value: u64) {
-        self.varint(u64::from(field) << 3);
-        self.varint(value);
+/// A plain step's packet: its fields up to the track event's key, then `event` writes the
+/// track event's length and fields.
+///
+/// # Safety
+/// [`PLAIN_ROOM`] bytes are left in `out`, and `event` writes at most 34 (then no word goes
+/// past 62 bytes; see [`PLAIN_ROOM`]).
+#[inline(always)]
+unsafe fn plain_packet(
+    out: &mut RawTail,
+    delta: u64,
+    middle: (u64, usize),
+    event: impl FnOnce(&mut RawTail),
+) {
+    // SAFETY: as the caller promises.
+    unsafe {
+        out.byte(plain::PACKET);
+        let packet_len = out.keep_byte();
+        out.byte(plain::TIMESTAMP);
+        out.varint(delta);
+        out.word(middle);
+        event(out);
+        out.fill_length(packet_len);
     }
+}
 
-    fn start_track_event(&mut self) {
-        self.varint((u64::from(field::packet::TRACK_EVENT) << 3) | u64::from(WIRE_LEN));
-        self.event_length_at = self.len;
-        self.len += 1;
+/// A plain begin's packet, with a `line` annotation if `line` is given.
+///
+/// # Safety
+/// [`PLAIN_ROOM`] bytes are left in `out`.
+#[inline(always)]
+unsafe fn plain_begin(
+    out: &mut RawTail,
+    delta: u64,
+    middle: (u64, usize),
+    iid: u64,
+    line: Option<u32>,
+) {
+    // SAFETY: the event takes at most 2 + 17 + 10 bytes.
+    unsafe {
+        plain_packet(out, delta, middle, |out| {
+            out.byte(plain::TRACK_EVENT);
+            let event_len = out.keep_byte();
+            out.word(plain::BEGIN_START);
+            out.varint(iid);
+            out.word(plain::SOURCE_LOCATION);
+            out.varint(iid);
+            if let Some(line) = line {
+                out.byte(plain::ANNOTATION);
+                let annotation_len = out.keep_byte();
+                out.word(plain::LINE_START);
+                out.varint(line.into());
+                out.fill_length(annotation_len);
+            }
+            out.fill_length(event_len);
+        });
     }
+}
 
-    /// Fills in the lengths; the bytes used.
-    fn finish(self) -> usize {
-        self.bytes[self.event_length_at] = (self.len - self.event_length_at - 1) as u8;
-        self.bytes[1] = (self.len - 2) as u8;
-        self.len
-    }
+/// A plain end's packet.
+///
+/// # Safety
+/// [`PLAIN_ROOM`] bytes are left in `out`.
+#[inline(always)]
+unsafe fn plain_end(out: &mut RawTail, delta: u64, middle: (u64, usize)) {
+    // SAFETY: the event takes 4 bytes (8 written).
+    unsafe { plain_packet(out, delta, middle, |out| out.word(plain::END_EVENT)) }
 }
 
 #[cfg(test)]
@@ -631,7 +774,7 @@ mod tests {
 
     use super::*;
     use crate::output::testing::{check_golden, small_recording, Message, Value};
-    use crate::record::{Event, EventKind, FunctionInfo, ProcessInfo, ThreadBuffer};
+    use crate::record::{Event, EventKind, FunctionInfo, ProcessInfo, Recorded, ThreadBuffer};
 
     fn write(recording: &Recording) -> Vec<u8> {
         let mut out = Vec::new();
@@ -998,6 +1141,132 @@ mod tests {
         assert_eq!(int32_id(i32::MAX as u64), i64::from(i32::MAX));
         for id in [i32::MAX as u64 + 1, u64::MAX, 140_737_353_951_040] {
             assert!((0..=i64::from(i32::MAX)).contains(&int32_id(id)));
+        }
+    }
+
+    /// A thread's events as a random program would make them, with the odd ones mixed in:
+    /// returns without a call, exceptions with and without details, unwinds, return values,
+    /// calls resumed at other lines, unknown ids, large timestamps and lines.
+    fn random_events(seed: u64, count: usize, functions: u32) -> Vec<Recorded> {
+        use EventKind::*;
+        let mut state = seed | 1;
+        let mut next = move |below: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % below
+        };
+        let mut ts = 1_000;
+        let mut stack: Vec<u32> = Vec::new();
+        let mut events = Vec::new();
+        for _ in 0..count {
+            ts += match next(8) {
+                0 => 1 << (20 + next(20)),
+                1 => 0,
+                _ => next(300),
+            };
+            if next(50) == 0 {
+                ts -= ts.min(next(100)); // a clock that went back
+            }
+            let function = match next(40) {
+                0 => u32::MAX,
+                1 => functions + 3,
+                _ => next(u64::from(functions)) as u32,
+            };
+            let line = match next(6) {
+                0 => 1 << 27,
+                1 => function.wrapping_add(7),
+                _ => function.wrapping_add(1),
+            };
+            let kind = match next(20) {
+                0..=8 => Call,
+                9..=15 => Return,
+                16 => Line,
+                17 => Exception,
+                _ => Unwind,
+            };
+            let function = match kind {
+                Return | Unwind | Exception | Line => *stack.last().unwrap_or(&function),
+                Call => function,
+            };
+            match kind {
+                Call => stack.push(function),
+                Return | Unwind => {
+                    stack.pop();
+                }
+                _ => {}
+            }
+            let event = Event::new(kind, FunctionId(function), line, ts);
+            events.push(if kind != Line && next(5) == 0 {
+                event.with_detail(format!("detail {}", next(1000)))
+            } else {
+                event.into()
+            });
+        }
+        events
+    }
+
+    /// The packets of `events` encoded with every step taken by the general path, in one
+    /// piece: what the plain path must give byte for byte.
+    fn general_path_only(
+        functions: &FunctionTable,
+        events: &[Recorded],
+        end_ns: Option<u64>,
+    ) -> Vec<u8> {
+        let process = ProcessInfo::default();
+        let mut thread = ThreadBuffer::new(7, "t");
+        for event in events {
+            thread.push(event.clone());
+        }
+        let mut out = Vec::new();
+        let mut output = PacketOutput::start(&mut out, &process);
+        let first_ts = thread.events().next().map_or(0, |e| e.timestamp_ns);
+        let mut sequence = SequenceWriter::start(&mut output, 0, &process, (7, "t"), first_ts);
+        for event in thread.events() {
+            if let Some(step) = sequence.spans.step(event) {
+                sequence.write_step(&mut output.buffer, functions, &step);
+            }
+        }
+        sequence.finish(&mut output, functions, end_ns).unwrap();
+        output.finish().unwrap();
+        out
+    }
+
+    #[test]
+    fn plain_steps_encode_as_the_general_path_does() {
+        let mut functions = FunctionTable::new();
+        for i in 0..300u32 {
+            let line = if i == 5 { u32::MAX } else { i + 1 };
+            functions.intern(FunctionInfo::new("f", format!("f{i}"), "f.py", line));
+        }
+        for (seed, count) in [(1, 10), (2, 1000), (3, 5000), (4, 20_000)] {
+            let events = random_events(seed, count, 300);
+            let expected = general_path_only(&functions, &events, Some(1 << 62));
+            for piece in [1, 3, 511, 512, 513, 4096, count] {
+                let process = ProcessInfo::default();
+                let mut out = Vec::new();
+                let mut output = PacketOutput::start(&mut out, &process);
+                let first_ts = events[0].event.timestamp_ns;
+                let mut sequence =
+                    SequenceWriter::start(&mut output, 0, &process, (7, "t"), first_ts);
+                for part in events.chunks(piece) {
+                    let mut chunk = ThreadBuffer::new(7, "t");
+                    for event in part {
+                        chunk.push(event.clone());
+                    }
+                    let mut details = chunk.details().iter();
+                    for slice in chunk.event_slices() {
+                        sequence
+                            .events(&mut output, &functions, slice, &mut details)
+                            .unwrap();
+                    }
+                }
+                sequence
+                    .finish(&mut output, &functions, Some(1 << 62))
+                    .unwrap();
+                output.finish().unwrap();
+                assert!(out == expected, "seed {seed}, pieces of {piece}");
+            }
         }
     }
 

@@ -48,14 +48,26 @@ impl Encoder {
         }
     }
 
-    /// Lets `write` encode in place into `room` more bytes at the end, and keeps the number of
-    /// them it returns (at most `room`): for small messages encoded by hand, with no copy.
+    /// Lets `write` append at most `room` bytes through a [`RawTail`] (stores into the spare
+    /// capacity, reserved here, without a bounds check each), and keeps what it wrote: for the
+    /// hot paths that encode many small messages of a known largest size.
     #[inline]
-    pub fn append_in_place(&mut self, room: usize, write: impl FnOnce(&mut [u8]) -> usize) {
-        let start = self.buf.len();
-        self.buf.resize(start + room, 0);
-        let used = write(&mut self.buf[start..]).min(room);
-        self.buf.truncate(start + used);
+    pub fn append_raw<R>(&mut self, room: usize, write: impl FnOnce(&mut RawTail) -> R) -> R {
+        self.buf.reserve(room);
+        let len = self.buf.len();
+        let start = self.buf.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+        let mut tail = RawTail {
+            next: start,
+            #[cfg(debug_assertions)]
+            end: start.wrapping_add(room),
+        };
+        let result = write(&mut tail);
+        let used = tail.next as usize - start as usize;
+        debug_assert!(used <= room);
+        // SAFETY: `write` wrote `used` bytes (at most `room`, as RawTail's callers promise)
+        // from `start`, the first byte of the spare capacity, which holds at least `room`.
+        unsafe { self.buf.set_len(len + used) };
+        result
     }
 
     /// Forgets the bytes, keeps the allocation.
@@ -116,6 +128,99 @@ impl Encoder {
         }
     }
 }
+
+/// Where [`Encoder::append_raw`] writes: the next byte of a reserved room. Each write needs
+/// the room it names left (the caller counts: the unsafe part).
+pub struct RawTail {
+    next: *mut u8,
+    #[cfg(debug_assertions)]
+    end: *mut u8,
+}
+
+impl RawTail {
+    #[inline(always)]
+    fn check_room(&self, _bytes: usize) {
+        #[cfg(debug_assertions)]
+        assert!(
+            self.end as usize - self.next as usize >= _bytes,
+            "past the reserved room"
+        );
+    }
+
+    /// # Safety
+    /// One byte of the room is left.
+    #[inline(always)]
+    pub unsafe fn byte(&mut self, byte: u8) {
+        self.check_room(1);
+        // SAFETY: inside the room, as the caller promises.
+        unsafe {
+            self.next.write(byte);
+            self.next = self.next.add(1);
+        }
+    }
+
+    /// The first `len` (at most 8) bytes of `bytes` (little-endian: the first byte lowest).
+    ///
+    /// # Safety
+    /// 8 bytes of the room are left (all 8 are written; the next write goes after `len`).
+    #[inline(always)]
+    pub unsafe fn word(&mut self, (bytes, len): (u64, usize)) {
+        self.check_room(8);
+        debug_assert!(len <= 8);
+        // SAFETY: inside the room, as the caller promises; unaligned store.
+        unsafe {
+            self.next
+                .cast::<[u8; 8]>()
+                .write_unaligned(bytes.to_le_bytes());
+            self.next = self.next.add(len);
+        }
+    }
+
+    /// `value` as a varint.
+    ///
+    /// # Safety
+    /// 10 bytes of the room are left.
+    #[inline(always)]
+    pub unsafe fn varint(&mut self, mut value: u64) {
+        self.check_room(10);
+        // SAFETY: at most 10 bytes, inside the room, as the caller promises.
+        unsafe {
+            while value >= 0x80 {
+                self.byte((value as u8) | 0x80);
+                value >>= 7;
+            }
+            self.byte(value as u8);
+        }
+    }
+
+    /// Keeps the next byte, to be filled in later with [`RawTail::fill_length`].
+    ///
+    /// # Safety
+    /// One byte of the room is left.
+    #[inline(always)]
+    pub unsafe fn keep_byte(&mut self) -> KeptByte {
+        let kept = KeptByte(self.next);
+        // SAFETY: as the caller promises.
+        unsafe { self.byte(0) };
+        kept
+    }
+
+    /// Fills in a byte kept by [`RawTail::keep_byte`] with the number of bytes written
+    /// since: the length of a message of less than 128 bytes.
+    ///
+    /// # Safety
+    /// `kept` was kept on this tail.
+    #[inline(always)]
+    pub unsafe fn fill_length(&mut self, kept: KeptByte) {
+        let len = self.next as usize - kept.0 as usize - 1;
+        debug_assert!(len < 0x80);
+        // SAFETY: as the caller promises, a byte inside this tail's room.
+        unsafe { kept.0.write(len as u8) };
+    }
+}
+
+/// A byte of a [`RawTail`] to fill in later (a length before a message).
+pub struct KeptByte(*mut u8);
 
 #[cfg(test)]
 mod tests {

@@ -67,8 +67,12 @@ impl<'a> End<'a> {
 ///   before it begins nor after its parent ends.
 #[derive(Clone, Debug, Default)]
 pub struct SpanState {
-    /// The last `Exception` seen in each open call, outermost first.
-    open: Vec<Option<ExceptionSeen>>,
+    /// Calls open now.
+    depth: usize,
+    /// The last `Exception` seen in each open call that saw one, by the call's depth (1: the
+    /// outermost), innermost last: most calls see none, and then opening and closing one is
+    /// a count.
+    exceptions: Vec<(usize, ExceptionSeen)>,
     last_ts: u64,
 }
 
@@ -76,15 +80,14 @@ impl SpanState {
     /// The step `event` makes, if any.
     #[inline]
     pub fn step<'a>(&mut self, event: EventRef<'a>) -> Option<Step<'a>> {
-        self.last_ts = self.last_ts.max(event.timestamp_ns);
-        let ts = self.last_ts;
+        let ts = self.advance_clock(event.timestamp_ns);
         match event.kind() {
             EventKind::Call => {
-                self.open.push(None);
+                self.depth += 1;
                 Some(Step::Begin { call: event, ts })
             }
             EventKind::Return | EventKind::Unwind => {
-                let exception_seen = self.open.pop()?;
+                let exception_seen = self.close_innermost()?;
                 Some(Step::End(End {
                     ts,
                     close: Some(event),
@@ -92,8 +95,12 @@ impl SpanState {
                 }))
             }
             EventKind::Exception => {
-                if let Some(top) = self.open.last_mut() {
-                    *top = Some(event.detail().map(Box::from));
+                if self.depth > 0 {
+                    let seen = event.detail().map(Box::from);
+                    match self.exceptions.last_mut() {
+                        Some((depth, top)) if *depth == self.depth => *top = seen,
+                        _ => self.exceptions.push((self.depth, seen)),
+                    }
                 }
                 None
             }
@@ -101,11 +108,53 @@ impl SpanState {
         }
     }
 
+    /// The time of a step at an event at `ts`: never before the one of the event before it.
+    /// Taking it twice for one event changes nothing.
+    #[inline]
+    pub fn advance_clock(&mut self, ts: u64) -> u64 {
+        self.last_ts = self.last_ts.max(ts);
+        self.last_ts
+    }
+
+    /// A writer's shortcut for a `Call` event (after [`SpanState::advance_clock`]): the same
+    /// as its [`SpanState::step`], a `Begin`.
+    #[inline]
+    pub fn open_call(&mut self) {
+        self.depth += 1;
+    }
+
+    /// A writer's shortcut for a `Return` event (after [`SpanState::advance_clock`]): if its
+    /// step is an `End` that saw no exception, takes that step and returns true; otherwise
+    /// changes nothing (then take [`SpanState::step`]).
+    #[inline]
+    pub fn close_plain_call(&mut self) -> bool {
+        let saw_exception =
+            matches!(self.exceptions.last(), Some((depth, _)) if *depth == self.depth);
+        if self.depth == 0 || saw_exception {
+            return false;
+        }
+        self.depth -= 1;
+        true
+    }
+
+    /// Closes the innermost open call: the last exception it saw; None if no call is open.
+    fn close_innermost(&mut self) -> Option<Option<ExceptionSeen>> {
+        if self.depth == 0 {
+            return None;
+        }
+        let seen = match self.exceptions.last() {
+            Some((depth, _)) if *depth == self.depth => self.exceptions.pop().map(|(_, seen)| seen),
+            _ => None,
+        };
+        self.depth -= 1;
+        Some(seen)
+    }
+
     /// After the thread's last event: the end of the innermost call still open, at the
     /// thread's last timestamp or `recording_end_ns`, whichever is later; None once every
     /// call is closed.
     pub fn close_open(&mut self, recording_end_ns: Option<u64>) -> Option<Step<'static>> {
-        let exception_seen = self.open.pop()?;
+        let exception_seen = self.close_innermost()?;
         if let Some(end) = recording_end_ns {
             self.last_ts = self.last_ts.max(end);
         }
@@ -118,7 +167,7 @@ impl SpanState {
 
     /// Calls open now.
     pub fn depth(&self) -> usize {
-        self.open.len()
+        self.depth
     }
 }
 

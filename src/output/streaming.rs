@@ -346,7 +346,8 @@ impl<W: Write> StreamEncoder<W> {
                         let thread = (chunk.tid, chunk.name.as_str());
                         SequenceWriter::start(output, chunk.thread, &self.process, thread, first_ts)
                     });
-                    sequence.events(output, &self.functions, chunk.events())?;
+                    let mut details = chunk.details.iter();
+                    sequence.events(output, &self.functions, &chunk.events, &mut details)?;
                     if chunk.events.capacity() >= LATER_CHUNK_EVENTS {
                         pool.recycle(chunk.events);
                     }

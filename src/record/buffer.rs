@@ -198,6 +198,19 @@ impl ThreadBuffer {
         }
     }
 
+    /// The events chunk by chunk, oldest first, without their details ([`Self::details`]).
+    pub(crate) fn event_slices(&self) -> impl Iterator<Item = &[Event]> {
+        self.chunks
+            .iter()
+            .map(Vec::as_slice)
+            .chain(std::iter::once(self.open.as_slice()))
+    }
+
+    /// The details of the events that have one, in event order.
+    pub(crate) fn details(&self) -> &[Box<str>] {
+        &self.details
+    }
+
     pub fn last_timestamp_ns(&self) -> Option<u64> {
         self.open
             .last()

@@ -174,6 +174,11 @@ pub struct EventRef<'a> {
 }
 
 impl<'a> EventRef<'a> {
+    /// `event` with its detail (None if it has none).
+    pub(crate) fn new(event: Event, detail: Option<&'a str>) -> Self {
+        EventRef { event, detail }
+    }
+
     pub fn detail(&self) -> Option<&'a str> {
         self.detail
     }
