@@ -660,7 +660,12 @@ impl SequenceWriter {
     /// [`SpanState::step`] and [`Self::write_step`].
     fn plain_events(&mut self, buffer: &mut Encoder, events: &[Event]) -> usize {
         let middle = self.packet_middle;
-        buffer.append_raw(events.len() * PLAIN_ROOM, |out| {
+        let first_lines = &self.first_lines[..];
+        // In locals while the loop runs: the bytes written could alias fields of `self`.
+        let mut spans = self.spans.plain();
+        let mut written_ts = self.last_ts;
+        let mut calls = 0;
+        let taken = buffer.append_raw(events.len() * PLAIN_ROOM, |out| {
             for (taken, event) in events.iter().enumerate() {
                 if event.has_detail() {
                     return taken;
@@ -668,35 +673,41 @@ impl SequenceWriter {
                 match event.kind() {
                     EventKind::Call => {
                         let index = event.function.0 as usize;
-                        let first_line = match self.first_lines.get(index) {
+                        let first_line = match first_lines.get(index) {
                             Some(&line) if line != NOT_INTERNED => line,
                             _ => return taken,
                         };
-                        let ts = self.spans.advance_clock(event.timestamp_ns);
-                        self.spans.open_call();
-                        self.calls += 1;
-                        let delta = self.delta(ts);
+                        let ts = spans.advance_clock(event.timestamp_ns);
+                        spans.open_call();
+                        calls += 1;
+                        let delta = ts.saturating_sub(written_ts);
+                        written_ts = written_ts.max(ts);
                         let line = (event.line() != first_line).then_some(event.line());
                         // SAFETY: each event takes at most PLAIN_ROOM bytes of the room.
                         unsafe { plain_begin(out, delta, middle, index as u64 + 1, line) };
                     }
                     EventKind::Return => {
-                        if !self.spans.close_plain_call() {
+                        if !spans.close_plain_call() {
                             return taken;
                         }
-                        let ts = self.spans.advance_clock(event.timestamp_ns);
-                        let delta = self.delta(ts);
+                        let ts = spans.advance_clock(event.timestamp_ns);
+                        let delta = ts.saturating_sub(written_ts);
+                        written_ts = written_ts.max(ts);
                         // SAFETY: each event takes at most PLAIN_ROOM bytes of the room.
                         unsafe { plain_end(out, delta, middle) };
                     }
                     EventKind::Line => {
-                        self.spans.advance_clock(event.timestamp_ns);
+                        spans.advance_clock(event.timestamp_ns);
                     }
                     EventKind::Exception | EventKind::Unwind => return taken,
                 }
             }
             events.len()
-        })
+        });
+        self.spans.resume(spans);
+        self.last_ts = written_ts;
+        self.calls += calls;
+        taken
     }
 }
 

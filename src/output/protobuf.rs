@@ -176,7 +176,7 @@ impl RawTail {
         }
     }
 
-    /// `value` as a varint.
+    /// `value` as a varint; one or two bytes (most values here) without a loop.
     ///
     /// # Safety
     /// 10 bytes of the room are left.
@@ -185,6 +185,15 @@ impl RawTail {
         self.check_room(10);
         // SAFETY: at most 10 bytes, inside the room, as the caller promises.
         unsafe {
+            if value < 0x80 {
+                return self.byte(value as u8);
+            }
+            if value < 0x4000 {
+                let two = [(value as u8) | 0x80, (value >> 7) as u8];
+                self.next.cast::<[u8; 2]>().write_unaligned(two);
+                self.next = self.next.add(2);
+                return;
+            }
             while value >= 0x80 {
                 self.byte((value as u8) | 0x80);
                 value >>= 7;

@@ -116,25 +116,23 @@ impl SpanState {
         self.last_ts
     }
 
-    /// A writer's shortcut for a `Call` event (after [`SpanState::advance_clock`]): the same
-    /// as its [`SpanState::step`], a `Begin`.
+    /// The state as a writer's loop over plain steps works on it, in locals; put back with
+    /// [`SpanState::resume`].
     #[inline]
-    pub fn open_call(&mut self) {
-        self.depth += 1;
+    pub fn plain(&self) -> PlainSpans {
+        PlainSpans {
+            depth: self.depth,
+            last_ts: self.last_ts,
+            // Depths in `exceptions` rise and none is above `depth`.
+            exception_depth: self.exceptions.last().map_or(0, |(depth, _)| *depth),
+        }
     }
 
-    /// A writer's shortcut for a `Return` event (after [`SpanState::advance_clock`]): if its
-    /// step is an `End` that saw no exception, takes that step and returns true; otherwise
-    /// changes nothing (then take [`SpanState::step`]).
+    /// Takes back the state a loop over plain steps left.
     #[inline]
-    pub fn close_plain_call(&mut self) -> bool {
-        let saw_exception =
-            matches!(self.exceptions.last(), Some((depth, _)) if *depth == self.depth);
-        if self.depth == 0 || saw_exception {
-            return false;
-        }
-        self.depth -= 1;
-        true
+    pub fn resume(&mut self, plain: PlainSpans) {
+        self.depth = plain.depth;
+        self.last_ts = plain.last_ts;
     }
 
     /// Closes the innermost open call: the last exception it saw; None if no call is open.
@@ -168,6 +166,45 @@ impl SpanState {
     /// Calls open now.
     pub fn depth(&self) -> usize {
         self.depth
+    }
+}
+
+/// A [`SpanState`] for a loop over the events whose steps are plain: calls, returns of calls
+/// that saw no exception, and events that make no step (lines). Exceptions are not seen here:
+/// the innermost call that saw one stays where it is.
+#[derive(Clone, Copy, Debug)]
+pub struct PlainSpans {
+    depth: usize,
+    last_ts: u64,
+    /// The depth of the innermost open call that saw an exception; 0 if none did.
+    exception_depth: usize,
+}
+
+impl PlainSpans {
+    /// The time of a step at an event at `ts` (see [`SpanState::advance_clock`]).
+    #[inline(always)]
+    pub fn advance_clock(&mut self, ts: u64) -> u64 {
+        self.last_ts = self.last_ts.max(ts);
+        self.last_ts
+    }
+
+    /// A `Call` event's step, a `Begin` (after [`Self::advance_clock`]).
+    #[inline(always)]
+    pub fn open_call(&mut self) {
+        self.depth += 1;
+    }
+
+    /// A `Return` event (after [`Self::advance_clock`]): if its step is an `End` that saw no
+    /// exception, takes that step and returns true; otherwise changes nothing (then take
+    /// [`SpanState::step`]).
+    #[inline(always)]
+    pub fn close_plain_call(&mut self) -> bool {
+        // Also false with no call open: then both are 0.
+        if self.depth <= self.exception_depth {
+            return false;
+        }
+        self.depth -= 1;
+        true
     }
 }
 
