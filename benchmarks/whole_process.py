@@ -25,7 +25,9 @@ Tools (a tool that is missing in an interpreter is reported unsupported, not fai
   ``sys.monitoring`` recorder writing Perfetto protobuf (3.13+ only).
 
 Each run's checksum line must equal plain ``python``'s, and its trace file must exist and not
-be empty; otherwise the exit status is 1.
+be empty; otherwise the exit status is 1. A trace file is removed before each run, unless
+``--over-existing``: then every run writes over the file its tool's previous run wrote, as a
+user re-running a command does (the warm-up run writes the first).
 """
 
 import argparse
@@ -122,10 +124,14 @@ WHY_MISSING = {
 }
 
 
-def run_once(python: str, tool: str, workload: str, tmp: Path) -> tuple[dict, str, int | None]:
-    """One run: ({clock: seconds}, checksum line, size of the trace file or None)."""
+def run_once(
+    python: str, tool: str, workload: str, tmp: Path, over_existing: bool = False
+) -> tuple[dict, str, int | None]:
+    """One run: ({clock: seconds}, checksum line, size of the trace file or None). With
+    ``over_existing`` the tool's trace file of its previous run is left in place, so that this
+    run writes over it (as re-running a command does)."""
     prefix, out = TOOLS[tool](python, tmp / f"{workload}-trace")
-    if out is not None and out.exists():
+    if out is not None and out.exists() and not over_existing:
         out.unlink()
     command = [*prefix, str(DRIVER), workload]
     cpu = children_cpu_time()
@@ -140,7 +146,7 @@ def run_once(python: str, tool: str, workload: str, tmp: Path) -> tuple[dict, st
     size = None
     if out is not None:
         size = out.stat().st_size if out.exists() else 0
-        if out.exists():
+        if out.exists() and not over_existing:
             out.unlink()
     return elapsed, (checksums[-1] if checksums else "no checksum line"), size
 
@@ -151,18 +157,20 @@ def children_cpu_time() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure_workload(python: str, tools: list[str], workload: str, rounds: int) -> dict:
+def measure_workload(
+    python: str, tools: list[str], workload: str, rounds: int, over_existing: bool = False
+) -> dict:
     times: dict[str, dict[str, list[float]]] = {c: {tool: [] for tool in tools} for c in CLOCKS}
     checksums: dict[str, set[str]] = {tool: set() for tool in tools}
     sizes: dict[str, list[int | None]] = {tool: [] for tool in tools}
     with tempfile.TemporaryDirectory(prefix="ferrotrace-bench-") as tmp:
         for tool in tools:  # warm-up: page cache, .pyc files
-            _, checksum, size = run_once(python, tool, workload, Path(tmp))
+            _, checksum, size = run_once(python, tool, workload, Path(tmp), over_existing)
             checksums[tool].add(checksum)
             sizes[tool].append(size)
         for r in range(rounds):
             for tool in tools[r % len(tools) :] + tools[: r % len(tools)]:
-                elapsed, checksum, size = run_once(python, tool, workload, Path(tmp))
+                elapsed, checksum, size = run_once(python, tool, workload, Path(tmp), over_existing)
                 for c in CLOCKS:
                     times[c][tool].append(elapsed[c])
                 checksums[tool].add(checksum)
@@ -190,7 +198,9 @@ def interpreter_info(python: str) -> dict:
     return json.loads(completed.stdout)
 
 
-def measure_interpreter(python: str, tools: list[str], workloads: list[str], rounds: int) -> dict:
+def measure_interpreter(
+    python: str, tools: list[str], workloads: list[str], rounds: int, over_existing: bool = False
+) -> dict:
     info = interpreter_info(python)
     label = f"{info['implementation']} {info['version']}"
     unavailable = {
@@ -204,7 +214,7 @@ def measure_interpreter(python: str, tools: list[str], workloads: list[str], rou
     for workload in workloads:
         log(f"[{label}] {workload}: warm-up + {rounds} rounds of {', '.join(measured)}")
         try:
-            results[workload] = measure_workload(python, measured, workload, rounds)
+            results[workload] = measure_workload(python, measured, workload, rounds, over_existing)
         except RuntimeError as exc:
             results[workload] = {"error": str(exc), "ok": False}
             log(f"[{label}] {workload} failed: {exc}")
@@ -268,6 +278,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--rounds", type=int, default=DEFAULT_ROUNDS, help=f"default {DEFAULT_ROUNDS}"
     )
+    parser.add_argument(
+        "--over-existing",
+        action="store_true",
+        help="leave each tool's trace file of its previous run in place, so that every run "
+        "writes over an existing file (as re-running a command does)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also save the raw results here")
     args = parser.parse_args(argv)
     args.workload = checked_workloads(parser, args.workload)
@@ -281,7 +297,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = datetime.datetime.now().astimezone()
-    reports = [measure_interpreter(p, args.tools, args.workload, args.rounds) for p in args.python]
+    reports = [
+        measure_interpreter(p, args.tools, args.workload, args.rounds, args.over_existing)
+        for p in args.python
+    ]
     print()
     print(
         f"{started:%Y-%m-%d %H:%M %Z} | {platform.system()} {platform.machine()}, "
@@ -291,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         "Whole-process ratio = median time of the program under the recorder / median under "
         "plain python (start-up, run, writing the trace, exit), interleaved runs."
     )
+    if args.over_existing:
+        print("Every traced run writes over the trace file its tool's previous run wrote.")
     for report in reports:
         print()
         print(f"{report['implementation']} {report['version']} ({report['executable']}), ", end="")
