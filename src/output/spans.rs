@@ -80,7 +80,8 @@ impl SpanState {
     /// The step `event` makes, if any.
     #[inline]
     pub fn step<'a>(&mut self, event: EventRef<'a>) -> Option<Step<'a>> {
-        let ts = self.advance_clock(event.timestamp_ns);
+        self.last_ts = self.last_ts.max(event.timestamp_ns);
+        let ts = self.last_ts;
         match event.kind() {
             EventKind::Call => {
                 self.depth += 1;
@@ -106,14 +107,6 @@ impl SpanState {
             }
             EventKind::Line => None,
         }
-    }
-
-    /// The time of a step at an event at `ts`: never before the one of the event before it.
-    /// Taking it twice for one event changes nothing.
-    #[inline]
-    pub fn advance_clock(&mut self, ts: u64) -> u64 {
-        self.last_ts = self.last_ts.max(ts);
-        self.last_ts
     }
 
     /// The state as a writer's loop over plain steps works on it, in locals; put back with
@@ -181,7 +174,7 @@ pub struct PlainSpans {
 }
 
 impl PlainSpans {
-    /// The time of a step at an event at `ts` (see [`SpanState::advance_clock`]).
+    /// The time of a step at an event at `ts`: never before the one of the event before it.
     #[inline(always)]
     pub fn advance_clock(&mut self, ts: u64) -> u64 {
         self.last_ts = self.last_ts.max(ts);
@@ -349,6 +342,32 @@ mod tests {
                 (Some("42"), Some("ValueError: inner".into())),
             ]
         );
+    }
+
+    #[test]
+    fn plain_steps_close_only_calls_that_saw_no_exception() {
+        let thread = buffer(&[
+            ev(Call, 0, 1),
+            ev(Exception, 0, 2).with_detail("KeyError"),
+            ev(Call, 1, 3),
+        ]);
+        let mut state = SpanState::default();
+        assert!(!state.plain().close_plain_call(), "no call open");
+        for event in thread.events() {
+            state.step(event);
+        }
+        let mut plain = state.plain();
+        plain.open_call();
+        assert!(plain.close_plain_call() && plain.close_plain_call());
+        // The outer call saw an exception: its end is not plain.
+        assert!(!plain.close_plain_call());
+        assert_eq!(plain.advance_clock(2), 3);
+        state.resume(plain);
+        assert_eq!(state.depth(), 1);
+        let Some(Step::End(end)) = state.close_open(None) else {
+            panic!("the outer call is open")
+        };
+        assert_eq!((end.ts, end.exception()), (3, Some("KeyError")));
     }
 
     #[test]
