@@ -370,6 +370,34 @@ def test_the_monitoring_callbacks_check_their_arguments() -> None:
     assert recorder.call_count == 9
 
 
+@pytest.mark.skipif(
+    sys.version_info < (3, 12), reason="the sys.monitoring callbacks are the 3.12+ backend's"
+)
+def test_an_offset_that_runs_python_code_leaves_the_fast_path() -> None:
+    """A callback called by hand with an offset that is not an int but converts to one
+    (`__index__`, Python code that calls recorded functions): the conversion runs outside the
+    recording fast path, whose registry borrow it would otherwise meet (a PanicException)."""
+    monitoring = sys.monitoring
+    converted = []
+
+    class Offset:
+        def __index__(self) -> int:
+            converted.append(fib(2))
+            return 0
+
+    recorder = ferrotrace.Recorder(functions=["fib"], events="call", exit_lines=False)
+    with recorder:
+        fib(1)  # the slot of fib's code now says: fast path
+        tool = next(t for t in range(6) if monitoring.get_tool(t) == "ferrotrace")
+        start = monitoring.register_callback(tool, monitoring.events.PY_START, None)
+        monitoring.register_callback(tool, monitoring.events.PY_START, start)
+        start(fib.__code__, Offset())
+        before = recorder.call_count
+        fib(4)
+    assert converted == [1]
+    assert recorder.call_count == before + 9
+
+
 def test_events_select_what_is_kept(tmp_path: Path) -> None:
     recorder = ferrotrace.Recorder(functions=["catches", "failing"], events="call,line")
     with recorder:

@@ -480,7 +480,13 @@ impl Cached {
         if let Some(line) = call_lines.get_by_object(self.offset as usize) {
             return Some(line);
         }
+        // Not an int (a callback called by hand): converting it may run Python code (its
+        // `__index__`), which must not run while the registry is held; the general path does.
         // SAFETY: the GIL is held; any object is accepted.
+        if unsafe { ffi::PyLong_Check(self.offset) } == 0 {
+            return None;
+        }
+        // SAFETY: the GIL is held; an int converts without running Python code.
         let offset = unsafe { ffi::PyLong_AsLong(self.offset) };
         if offset == -1 && PyErr::occurred(py) {
             // Not an offset after all: the general path reports it.
