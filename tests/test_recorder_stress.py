@@ -18,6 +18,7 @@ import json
 import re
 import sys
 import threading
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -383,17 +384,21 @@ def expected_slices(n: int, offset: int) -> list[tuple[str, str | None]]:
 
 
 def test_chunks_fill_exactly_while_threads_switch(tmp_path: Path) -> None:
-    """The main thread stops two events short of its first chunk's end (4,096), another
-    thread records, then the main thread goes on past that chunk and the next (65,536 more):
+    """Another thread records just as the main thread's first chunk (4,096 events) is full,
+    then just as its second one (65,536 more) is, then two events short of the third's end:
     every call and unwind (with its exception's name) is kept, in order, on its thread."""
     recorder = plain(functions=["ok", "bad"])
     recorder.start(all_threads=True)
-    calls_ok_and_bad(2_047, 0)
-    thread = threading.Thread(target=calls_ok_and_bad, args=(3_000, 1))
-    thread.start()
-    thread.join()
-    calls_ok_and_bad(40_000, 2)
+    main_thread = [(2_048, 0), (32_768, 1), (32_767, 2), (5, 3)]  # 2 events per call
+    others = [(3_000, 1), (10, 2), (1, 3)]
+    for (calls, offset), other_thread in zip(main_thread, [*others, None], strict=True):
+        calls_ok_and_bad(calls, offset)
+        if other_thread:
+            thread = threading.Thread(target=calls_ok_and_bad, args=other_thread)
+            thread.start()
+            thread.join()
     recorder.stop()
+    assert recorder.event_count == 2 * sum(calls for calls, _ in main_thread + others)
     path = tmp_path / "trace.json"
     recorder.write(path, "chrome")
     by_thread: dict[int, list] = {}
@@ -401,10 +406,11 @@ def test_chunks_fill_exactly_while_threads_switch(tmp_path: Path) -> None:
         if event["ph"] == "X":
             slice_ = (event["name"], event.get("args", {}).get("exception"))
             by_thread.setdefault(event["tid"], []).append(slice_)
-    assert sorted(by_thread.values(), key=len) == [
-        expected_slices(3_000, 1),
-        expected_slices(2_047, 0) + expected_slices(40_000, 2),
-    ]
+    main_slices = [s for calls, offset in main_thread for s in expected_slices(calls, offset)]
+    assert by_thread.pop(threading.get_native_id()) == main_slices
+    # The other threads may share a native id (one ends before the next starts).
+    other_slices = [s for calls, offset in others for s in expected_slices(calls, offset)]
+    assert Counter(s for slices in by_thread.values() for s in slices) == Counter(other_slices)
 
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["in-memory", "streaming"])
