@@ -266,20 +266,26 @@ def test_another_tools_events_do_not_change_what_is_recorded() -> None:
 # --- code objects freed and made again at the same addresses ----------------------------------
 
 
-def test_code_objects_made_and_freed_in_a_loop_are_each_recorded() -> None:
-    recorder = plain(functions=["made", "<lambda>"])
-    calls = 0
+def test_code_objects_made_and_freed_in_a_loop_are_each_recorded(tmp_path: Path) -> None:
+    """Each function made by exec has a name of its own, freed before the next is made (which
+    may take its address): each call is recorded under its own function."""
+    recorder = plain(functions=["made_*", "<lambda>"])
+    expected = []
     with recorder:
         for i in range(1_000):
             namespace: dict = {}
-            exec(f"def made(x):\n    return x + {i}\n", namespace)
+            exec(f"def made_{i}(x):\n    return x + {i}\n", namespace)
             for _ in range(3):
-                namespace["made"](1)
+                namespace[f"made_{i}"](1)
             times = lambda x, i=i: x * i  # noqa: E731
             times(2)
-            calls += 4
+            expected += [f"made_{i}"] * 3 + ["<lambda>"]
             del namespace, times
-    assert (recorder.call_count, recorder.event_count) == (calls, 2 * calls)
+    assert (recorder.call_count, recorder.event_count) == (len(expected), 2 * len(expected))
+    path = tmp_path / "trace.json"
+    recorder.write(path, "chrome")
+    events = json.loads(path.read_text())["traceEvents"]
+    assert [e["name"].rsplit(".", 1)[-1] for e in events if e["ph"] == "X"] == expected
 
     recorder = plain(functions=["made"])
     calls = 0
