@@ -370,6 +370,54 @@ def test_the_monitoring_callbacks_check_their_arguments() -> None:
     assert recorder.call_count == 9
 
 
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring is 3.12+")
+def test_a_tool_id_the_program_frees_or_takes_over_is_left_to_it() -> None:
+    """The program frees ferrotrace's sys.monitoring tool id while a recorder runs: stop()
+    keeps what was recorded (and touches no tool: another one may have the id by then), and
+    the next recorder, started beside it or later, claims an id again."""
+    monitoring = sys.monitoring
+
+    def tool_of_ferrotrace() -> int:
+        return next(t for t in range(6) if monitoring.get_tool(t) == "ferrotrace")
+
+    freed = ferrotrace.Recorder(functions=["fib"], exit_lines=False)
+    freed.start()
+    fib(3)
+    monitoring.free_tool_id(tool_of_ferrotrace())
+    beside = ferrotrace.Recorder(functions=["fib"], exit_lines=False)
+    beside.start()  # claims an id again, for both
+    fib(2)
+    beside.stop()
+    freed.stop()
+    assert (freed.call_count, beside.call_count) == (5 + 3, 3)
+    assert "ferrotrace" not in [monitoring.get_tool(t) for t in range(6)]
+
+    taken_over = ferrotrace.Recorder(functions=["fib"], exit_lines=False)
+    taken_over.start()
+    fib(2)
+    tool = tool_of_ferrotrace()
+    monitoring.free_tool_id(tool)
+    monitoring.use_tool_id(tool, "another tool")
+    starts = []
+    try:
+        monitoring.register_callback(
+            tool, monitoring.events.PY_START, lambda code, offset: starts.append(code)
+        )
+        monitoring.set_events(tool, monitoring.events.PY_START)
+        taken_over.stop()
+        assert taken_over.call_count == 3
+        assert monitoring.get_tool(tool) == "another tool"
+        assert monitoring.get_events(tool) == monitoring.events.PY_START
+        with ferrotrace.Recorder(functions=["fib"], exit_lines=False) as again:
+            fib(2)
+        assert again.call_count == 3
+        assert fib.__code__ in starts
+    finally:
+        monitoring.set_events(tool, 0)
+        monitoring.register_callback(tool, monitoring.events.PY_START, None)
+        monitoring.free_tool_id(tool)
+
+
 @pytest.mark.skipif(
     sys.version_info < (3, 12), reason="the sys.monitoring callbacks are the 3.12+ backend's"
 )

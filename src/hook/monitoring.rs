@@ -136,9 +136,12 @@ pub fn add_consumer(
 /// The first consumer claims a tool id and registers the callbacks; the first one whose
 /// `filter` selects the user's code while the tool is held asks for the library environment.
 fn claim_tool_once(py: Python<'_>, module: &Bound<'_, PyModule>, filter: &Filter) -> PyResult<()> {
-    let (needs_tool, known) = with_engine(py, |engine| {
-        (engine.tool.is_none(), engine.environment.is_some())
-    });
+    let (tool, known) = with_engine(py, |engine| (engine.tool, engine.environment.is_some()));
+    // An id another tool has taken since is left to it: ferrotrace claims another one.
+    let needs_tool = match tool {
+        Some(tool) => !holds_tool(py, tool)?,
+        None => true,
+    };
     if let Some(environment) = environment_to_add(py, filter, known)? {
         with_engine(py, |engine| engine.environment = Some(environment));
     }
@@ -167,18 +170,22 @@ pub fn remove_consumer(py: Python<'_>, id: u64) -> PyResult<Option<Consumer>> {
         return Ok(consumer);
     };
     let mon = monitoring(py)?;
-    for (_, entry) in &codes {
+    // Another tool may have the id by now (the program freed it): not ours to change or free.
+    let ours = holds_tool(py, tool)?;
+    for (_, entry) in codes.iter().filter(|_| ours) {
         if entry.local_events != 0 {
             mon.call_method1("set_local_events", (tool, entry._code.bind(py), 0))?;
         }
     }
     drop(codes);
     if now_empty {
-        mon.call_method1("set_events", (tool, 0))?;
-        for event in event_bits() {
-            mon.call_method1("register_callback", (tool, event, py.None()))?;
+        if ours {
+            mon.call_method1("set_events", (tool, 0))?;
+            for event in event_bits() {
+                mon.call_method1("register_callback", (tool, event, py.None()))?;
+            }
+            mon.call_method1("free_tool_id", (tool,))?;
         }
-        mon.call_method1("free_tool_id", (tool,))?;
         with_engine(py, |engine| {
             engine.tool = None;
             engine.global_events = 0;
@@ -213,12 +220,29 @@ fn event_bits() -> [u32; 11] {
     ]
 }
 
+/// The name ferrotrace claims its tool id under.
+const TOOL_NAME: &str = "ferrotrace";
+
+/// Whether ferrotrace still holds the tool id it claimed. The program may free any id: one
+/// freed and not claimed since is claimed again (until 3.14 freeing an id leaves its events
+/// and callbacks, ferrotrace's, in place; they are cleared only by the id's user); one another
+/// tool claimed is that tool's.
+fn holds_tool(py: Python<'_>, tool: u8) -> PyResult<bool> {
+    let mon = monitoring(py)?;
+    let name = mon.call_method1("get_tool", (tool,))?;
+    if name.is_none() {
+        mon.call_method1("use_tool_id", (tool, TOOL_NAME))?;
+        return Ok(true);
+    }
+    Ok(name.extract::<String>().is_ok_and(|name| name == TOOL_NAME))
+}
+
 fn claim_tool(py: Python<'_>) -> PyResult<u8> {
     let mon = monitoring(py)?;
     // Prefer the ids without a conventional owner (3, 4), then the others but the debugger's.
     for tool in [4u8, 3, 2, 1, 5] {
         if mon.call_method1("get_tool", (tool,))?.is_none() {
-            mon.call_method1("use_tool_id", (tool, "ferrotrace"))?;
+            mon.call_method1("use_tool_id", (tool, TOOL_NAME))?;
             return Ok(tool);
         }
     }
