@@ -189,7 +189,8 @@ impl TempFile {
     ///
     /// Why not a plain rename: ext4 (`auto_da_alloc`, on by default) writes a file's data out
     /// before `rename` returns when the rename replaces an existing file, a wait in proportion
-    /// to the trace's size (about 7 ms for 13 MB here) at every re-run; an exchange does not.
+    /// to the trace's size at every re-run (for 13 MB, 2.5 times an exchange and removal); an
+    /// exchange does not.
     fn exchange_with_target(&self) -> bool {
         use std::os::unix::ffi::OsStrExt;
 

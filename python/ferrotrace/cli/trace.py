@@ -99,7 +99,7 @@ def terminal_columns() -> int:
 
 def help_formatter() -> type[argparse.RawDescriptionHelpFormatter]:
     """argparse's, given the width: argparse would import ``shutil`` (and with it ``bz2``,
-    ``lzma``, ``zlib``) for it each time an option is added, milliseconds of start-up."""
+    ``lzma``, ``zlib``) for it each time an option is added, a large part of start-up."""
     import argparse
 
     class HelpFormatter(argparse.RawDescriptionHelpFormatter):
