@@ -499,9 +499,7 @@ impl SequenceWriter {
     }
 
     fn delta(&mut self, ts: u64) -> u64 {
-        let delta = ts.saturating_sub(self.last_ts);
-        self.last_ts = self.last_ts.max(ts);
-        delta
+        delta_since(&mut self.last_ts, ts)
     }
 
     fn begin(
@@ -680,8 +678,7 @@ impl SequenceWriter {
                         let ts = spans.advance_clock(event.timestamp_ns);
                         spans.open_call();
                         calls += 1;
-                        let delta = ts.saturating_sub(written_ts);
-                        written_ts = written_ts.max(ts);
+                        let delta = delta_since(&mut written_ts, ts);
                         let line = (event.line() != first_line).then_some(event.line());
                         // SAFETY: each event takes at most PLAIN_ROOM bytes of the room.
                         unsafe { plain_begin(out, delta, middle, index as u64 + 1, line) };
@@ -691,8 +688,7 @@ impl SequenceWriter {
                             return taken;
                         }
                         let ts = spans.advance_clock(event.timestamp_ns);
-                        let delta = ts.saturating_sub(written_ts);
-                        written_ts = written_ts.max(ts);
+                        let delta = delta_since(&mut written_ts, ts);
                         // SAFETY: each event takes at most PLAIN_ROOM bytes of the room.
                         unsafe { plain_end(out, delta, middle) };
                     }
@@ -709,6 +705,15 @@ impl SequenceWriter {
         self.calls += calls;
         taken
     }
+}
+
+/// The nanoseconds from `*last_ts`, the timestamp of the sequence's last packet, to a
+/// packet at `ts` (which then becomes the last one, unless it is earlier).
+#[inline(always)]
+fn delta_since(last_ts: &mut u64, ts: u64) -> u64 {
+    let delta = ts.saturating_sub(*last_ts);
+    *last_ts = (*last_ts).max(ts);
+    delta
 }
 
 /// A plain step's packet: its fields up to the track event's key, then `event` writes the
