@@ -914,6 +914,12 @@ def test_streaming_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         missing.start()
     assert not missing.running
+    # A name with a NUL byte is refused when recording starts, and nothing is created (the
+    # commit's system calls would have cut the name short at the NUL).
+    cut = ferrotrace.Recorder(functions=["fib"], output=tmp_path / "a\0b.pftrace")
+    with pytest.raises(OSError, match="NUL byte"):
+        cut.start()
+    assert not cut.running and list(tmp_path.iterdir()) == []
     # A write that fails at the end: an OSError from stop(), the target left as it was.
     directory = tmp_path / "gone"
     directory.mkdir()

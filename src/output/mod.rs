@@ -143,6 +143,8 @@ impl TempFile {
                 format!("{} does not name a file", target.display()),
             ));
         };
+        // A NUL byte would cut the name short at the commit's system calls: refused now.
+        c_path(target)?;
         let mut temp_name = OsString::from(".");
         temp_name.push(file_name);
         temp_name.push(format!(".{}.tmp", std::process::id()));
@@ -192,16 +194,11 @@ impl TempFile {
     /// to the trace's size at every re-run (for 13 MB, 2.5 times an exchange and removal); an
     /// exchange does not.
     fn exchange_with_target(&self) -> bool {
-        use std::os::unix::ffi::OsStrExt;
-
         let is_file = fs::symlink_metadata(&self.target).is_ok_and(|m| m.file_type().is_file());
         if !is_file {
             return false;
         }
-        let (Ok(temp), Ok(target)) = (
-            CString::new(self.temp.as_os_str().as_bytes()),
-            CString::new(self.target.as_os_str().as_bytes()),
-        ) else {
+        let (Ok(temp), Ok(target)) = (c_path(&self.temp), c_path(&self.target)) else {
             return false;
         };
         // SAFETY: both are NUL-terminated paths that outlive the call.
@@ -224,13 +221,11 @@ impl TempFile {
     /// Links the unnamed file in as `temp`: through `/proc/self/fd` (no privilege needed),
     /// else by copying its bytes into a new file of that name.
     fn name_unnamed(&mut self) -> io::Result<()> {
-        use std::os::unix::ffi::OsStrExt;
         use std::os::unix::io::AsRawFd;
 
         let _ = fs::remove_file(&self.temp); // a leftover of an earlier process with our pid
         let proc_path = format!("/proc/self/fd/{}\0", self.file.as_raw_fd());
-        let mut temp = self.temp.as_os_str().as_bytes().to_vec();
-        temp.push(0);
+        let temp = c_path(&self.temp)?;
         // SAFETY: both paths are NUL-terminated byte strings that outlive the call.
         let linked = unsafe {
             libc::linkat(
@@ -263,6 +258,18 @@ impl TempFile {
         }
         copied
     }
+}
+
+/// `path` for a system call; an error (as the standard library gives) if it holds a NUL byte.
+fn c_path(path: &Path) -> io::Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "file name contained an unexpected NUL byte",
+        )
+    })
 }
 
 /// An unnamed file in `target`'s directory (`O_TMPFILE`), if the file system has them.
@@ -472,6 +479,10 @@ mod tests {
         assert!(fs::symlink_metadata(&link).unwrap().file_type().is_file());
         assert_eq!(fs::read(&link).unwrap(), b"through the link");
         assert_eq!(fs::read(&destination).unwrap(), b"kept");
+
+        // A name with a NUL byte: refused before anything is created.
+        assert!(TempFile::create(&dir.join("a\0b.bin")).is_err());
+        assert_eq!(listing(), ["destination", "link.bin", "trace.bin"]);
 
         // A directory: an error, the directory as it was, no file left.
         let directory = dir.join("directory");
